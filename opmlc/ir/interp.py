@@ -1,0 +1,51 @@
+"""The float reference interpreter: evaluates a graph node by node with the
+numpy reference of each op (:mod:`opmlc.ir.ops`).
+
+    env = inputs ∪ consts;  for n in nodes: env[n.outputs] = ref_n(env[n.inputs], n.attrs)
+
+Each result is coerced to the node's declared type, so the interpreter's dtypes
+are the IR's, not numpy's promotion rules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opmlc.errors import ShapeError
+from opmlc.ir.graph import Graph
+from opmlc.ir.ops import run_ref
+
+
+def _bind_inputs(g: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    env: dict[str, np.ndarray] = {}
+    missing = [n for n in g.inputs if n not in inputs]
+    if missing:
+        raise ShapeError(f"missing graph inputs: {missing}")
+    for name in g.inputs:
+        t = g.types[name]
+        arr = np.asarray(inputs[name])
+        if tuple(arr.shape) != t.shape:
+            raise ShapeError(f"input {name!r} has shape {tuple(arr.shape)}, graph expects {t}")
+        env[name] = arr.astype(t.np_dtype, copy=False)
+    return env
+
+
+def evaluate(g: Graph, inputs: dict[str, np.ndarray],
+             return_all: bool = False) -> dict[str, np.ndarray]:
+    """Run ``g`` on ``inputs``; returns the outputs, or every value if ``return_all``."""
+    env = _bind_inputs(g, inputs)
+    env.update(g.consts)
+    for node in g.nodes:
+        outs = run_ref(node.op, [env[i] for i in node.inputs], node.attrs)
+        for name, val in zip(node.outputs, outs, strict=True):
+            t = g.types[name]
+            val = np.asarray(val)
+            if val.dtype != t.np_dtype:
+                val = val.astype(t.np_dtype)
+            if val.shape != t.shape:
+                raise ShapeError(f"node {node.op} -> {name}: reference produced shape "
+                                 f"{val.shape}, declared {t}")
+            env[name] = val
+    if return_all:
+        return env
+    return {o: env[o] for o in g.outputs}

@@ -1,0 +1,831 @@
+"""The op registry: one entry per IR op, in one place.
+
+Each :class:`OpDef` holds the op's group, its attribute schema (name -> default,
+``REQUIRED`` if none), its input arity, its shape/type inference and its float
+reference semantics (numpy).  Passes ask about groups, not names::
+
+    ELEMENTWISE  pointwise, broadcasting, exact in fixed point up to rounding
+                 (add, mul, relu, clip, where, cast, batch_norm, ...)
+    NONLINEAR    needs an approximation in fixed point: transcendental pointwise
+                 ops (exp, tanh, erf, sqrt, ...) and normalisations along an axis
+                 (softmax, layer_norm, lrn)
+    REDUCTION    reduce_* over axes, argmax/argmin, windowed pools
+    MOVEMENT     data movement, no arithmetic (reshape, transpose, slice, gather, ...)
+    CONTRACTION  sums of products (matmul, conv, einsum)
+
+IR attributes are canonical and static: axes are non-negative, shape-like
+operands that ONNX passes as tensors (Reshape's shape, Slice's starts, ...) are
+attributes resolved by the frontend, and every attribute is present (defaults
+filled by :func:`canonical_attrs`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from opmlc.ir.graph import DTYPES, TensorType, dtype_name
+
+
+class Group(enum.Enum):
+    ELEMENTWISE = "elementwise"
+    NONLINEAR = "nonlinear"
+    REDUCTION = "reduction"
+    MOVEMENT = "movement"
+    CONTRACTION = "contraction"
+
+
+REQUIRED = object()  # attribute default marker: the attribute must be given
+
+Infer = Callable[[list[TensorType], dict[str, Any]], list[TensorType]]
+Ref = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything about one IR op.
+
+    ``arity`` = (min, max) inputs (max None = variadic); ``pointwise``: output
+    element i depends only on input elements at i (after broadcasting);
+    ``ref(*arrays, **attrs)`` returns one array or a tuple (multi-output ops);
+    ``num_outputs(attrs)`` says how many.
+    """
+
+    name: str
+    group: Group
+    attrs: dict[str, Any]
+    arity: tuple[int, int | None]
+    infer: Infer
+    ref: Ref
+    pointwise: bool = False
+    num_outputs: Callable[[dict[str, Any]], int] = lambda attrs: 1
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(
+    name: str,
+    group: Group,
+    infer: Infer,
+    arity: tuple[int, int | None] = (1, 1),
+    attrs: dict[str, Any] | None = None,
+    pointwise: bool = False,
+    num_outputs: Callable[[dict[str, Any]], int] | None = None,
+) -> Callable[[Ref], Ref]:
+    """Decorator: register ``fn`` as the float reference of op ``name``."""
+
+    def deco(fn: Ref) -> Ref:
+        assert name not in OPS, f"op {name} registered twice"
+        OPS[name] = OpDef(
+            name, group, dict(attrs or {}), arity, infer, fn, pointwise,
+            num_outputs or (lambda a: 1),
+        )
+        return fn
+
+    return deco
+
+
+def ops_in_group(group: Group) -> frozenset[str]:
+    """Names of the registered ops of ``group``."""
+    return frozenset(n for n, d in OPS.items() if d.group is group)
+
+
+def canonical_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` with defaults filled in; raises KeyError/ValueError on unknown/missing."""
+    schema = OPS[op].attrs
+    unknown = set(attrs) - set(schema)
+    if unknown:
+        raise ValueError(f"op {op}: unknown attributes {sorted(unknown)}")
+    out = {}
+    for k, default in schema.items():
+        if k in attrs:
+            out[k] = attrs[k]
+        elif default is REQUIRED:
+            raise ValueError(f"op {op}: missing attribute {k!r}")
+        else:
+            out[k] = default
+    return out
+
+
+def infer_types(op: str, in_types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Output types of ``op`` applied to ``in_types`` (attrs canonical)."""
+    return OPS[op].infer(in_types, attrs)
+
+
+def run_ref(op: str, arrays: Sequence[np.ndarray], attrs: dict[str, Any]) -> list[np.ndarray]:
+    """Float reference: the outputs of ``op`` on ``arrays`` as a list."""
+    out = OPS[op].ref(*arrays, **attrs)
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+# ---------------------------------------------------------------- inference helpers
+
+
+def _broadcast(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """y: dtype of first input, shape = numpy broadcast of all input shapes."""
+    return [TensorType(ts[0].dtype, np.broadcast_shapes(*(t.shape for t in ts)))]
+
+
+def _broadcast_bool(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [TensorType("bool", np.broadcast_shapes(*(t.shape for t in ts)))]
+
+
+def _same(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [ts[0]]
+
+
+def _zeros_view(t: TensorType) -> np.ndarray:
+    """A zero-strided all-zeros array of type ``t`` (no allocation)."""
+    return np.broadcast_to(np.zeros((), t.np_dtype), t.shape)
+
+
+def _by_eval(op: str) -> Infer:
+    """Infer by running the reference on zero views (for cheap data-movement ops)."""
+
+    def infer(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+        outs = run_ref(op, [_zeros_view(t) for t in ts], attrs)
+        return [TensorType.of(np.asarray(o)) for o in outs]
+
+    return infer
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer division truncating toward zero (C semantics, as ONNX Div)."""
+    q = np.abs(a) // np.where(b == 0, 1, np.abs(b))
+    return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
+
+
+# ---------------------------------------------------------------- elementwise
+
+_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "min": np.minimum,
+    "max": np.maximum,
+}
+for _name, _fn in _BINARY.items():
+    register(_name, Group.ELEMENTWISE, _broadcast, (2, 2), pointwise=True)(
+        lambda a, b, _fn=_fn: _fn(a, b)
+    )
+
+
+@register("div", Group.ELEMENTWISE, _broadcast, (2, 2), pointwise=True)
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """y = a / b (ints: truncated toward zero)."""
+    if a.dtype.kind in "iu":
+        return _int_div(a, b)
+    return a / b
+
+
+@register("mod", Group.ELEMENTWISE, _broadcast, (2, 2), {"fmod": 0}, pointwise=True)
+def _mod(a: np.ndarray, b: np.ndarray, fmod: int) -> np.ndarray:
+    """fmod=1: y = a - b*trunc(a/b) (sign of a); fmod=0: sign of b (integers)."""
+    return np.fmod(a, b) if fmod else np.mod(a, b)
+
+
+_COMPARE = {
+    "equal": np.equal,
+    "less": np.less,
+    "less_or_equal": np.less_equal,
+    "greater": np.greater,
+    "greater_or_equal": np.greater_equal,
+    "and": np.logical_and,
+    "or": np.logical_or,
+    "xor": np.logical_xor,
+}
+for _name, _fn in _COMPARE.items():
+    register(_name, Group.ELEMENTWISE, _broadcast_bool, (2, 2), pointwise=True)(
+        lambda a, b, _fn=_fn: _fn(a, b)
+    )
+
+
+def _where_infer(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[1].dtype, np.broadcast_shapes(*(t.shape for t in ts)))]
+
+
+@register("where", Group.ELEMENTWISE, _where_infer, (3, 3), pointwise=True)
+def _where(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """y = c ? x : y."""
+    return np.where(c, x, y)
+
+
+@register("not", Group.ELEMENTWISE, _same, pointwise=True)
+def _not(x: np.ndarray) -> np.ndarray:
+    return np.logical_not(x)
+
+
+_UNARY_EXACT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "neg": np.negative,
+    "abs": np.abs,
+    "relu": lambda x: np.maximum(x, np.zeros((), x.dtype)),
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "round": np.round,  # round half to even, as ONNX Round
+    "sign": np.sign,
+    "identity": lambda x: x.copy(),
+}
+for _name, _fn in _UNARY_EXACT.items():
+    register(_name, Group.ELEMENTWISE, _same, pointwise=True)(lambda x, _fn=_fn: _fn(x))
+
+
+@register("leaky_relu", Group.ELEMENTWISE, _same, attrs={"alpha": 0.01}, pointwise=True)
+def _leaky_relu(x: np.ndarray, alpha: float) -> np.ndarray:
+    """y = x if x >= 0 else alpha * x."""
+    return np.where(x >= 0, x, x * x.dtype.type(alpha))
+
+
+@register("prelu", Group.ELEMENTWISE, _broadcast, (2, 2), pointwise=True)
+def _prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """y = x if x >= 0 else slope * x (slope broadcast to x)."""
+    return np.where(x >= 0, x, x * slope).astype(x.dtype)
+
+
+@register("clip", Group.ELEMENTWISE, _same, attrs={"min": -math.inf, "max": math.inf},
+          pointwise=True)
+def _clip(x: np.ndarray, min: float, max: float) -> np.ndarray:
+    """y = min(max(x, min), max); bounds converted to x's dtype."""
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        lo = info.min if min == -math.inf else int(min)
+        hi = info.max if max == math.inf else int(max)
+        return np.minimum(np.maximum(x, lo), hi).astype(x.dtype)
+    return np.minimum(np.maximum(x, x.dtype.type(min)), x.dtype.type(max))
+
+
+@register("cast", Group.ELEMENTWISE, lambda ts, a: [TensorType(a["to"], ts[0].shape)],
+          attrs={"to": REQUIRED}, pointwise=True)
+def _cast(x: np.ndarray, to: str) -> np.ndarray:
+    """y = x converted to dtype ``to`` (floats to ints truncate toward zero)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x.astype(DTYPES[to])
+
+
+@register("batch_norm", Group.ELEMENTWISE, _same, (5, 5), {"epsilon": 1e-5})
+def _batch_norm(x, scale, bias, mean, var, epsilon: float) -> np.ndarray:
+    """y = (x - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + bias[c], c = axis 1."""
+    shp = (-1,) + (1,) * (x.ndim - 2)
+    inv = (scale / np.sqrt(var + var.dtype.type(epsilon))).reshape(shp)
+    return ((x - mean.reshape(shp)) * inv + bias.reshape(shp)).astype(x.dtype)
+
+
+def _qparam_shape(x: np.ndarray, p: np.ndarray, axis: int) -> np.ndarray:
+    """Per-axis quantisation parameter reshaped to broadcast along ``axis`` of x."""
+    if p.ndim == 0:
+        return p
+    shp = [1] * x.ndim
+    shp[axis] = -1
+    return p.reshape(shp)
+
+
+@register("quantize_linear", Group.ELEMENTWISE,
+          lambda ts, a: [TensorType(ts[2].dtype, ts[0].shape)], (3, 3), {"axis": 1})
+def _quantize_linear(x, scale, zero_point, axis: int) -> np.ndarray:
+    """y = saturate(round_half_even(x / scale) + zero_point) in zero_point's dtype."""
+    s = _qparam_shape(x, scale, axis)
+    z = _qparam_shape(x, zero_point, axis).astype(np.int64)
+    q = np.round(x.astype(np.float32) / s.astype(np.float32)).astype(np.int64) + z
+    info = np.iinfo(zero_point.dtype)
+    return np.clip(q, info.min, info.max).astype(zero_point.dtype)
+
+
+@register("dequantize_linear", Group.ELEMENTWISE,
+          lambda ts, a: [TensorType(ts[1].dtype, ts[0].shape)], (3, 3), {"axis": 1})
+def _dequantize_linear(x, scale, zero_point, axis: int) -> np.ndarray:
+    """y = (x - zero_point) * scale, in scale's dtype."""
+    s = _qparam_shape(x, scale, axis)
+    z = _qparam_shape(x, zero_point, axis).astype(np.int64)
+    return ((x.astype(np.int64) - z).astype(s.dtype) * s).astype(scale.dtype)
+
+
+@register("hard_sigmoid", Group.ELEMENTWISE, _same, attrs={"alpha": 0.2, "beta": 0.5},
+          pointwise=True)
+def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """y = clamp(alpha * x + beta, 0, 1)."""
+    t = x.dtype.type
+    return np.clip(x * t(alpha) + t(beta), t(0), t(1))
+
+
+# ---------------------------------------------------------------- nonlinear pointwise
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf elementwise via math.erf (float64, exact to the last bit of libm)."""
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """y = 1 / (1 + exp(-x)), evaluated stably for both signs."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+_UNARY_NONLINEAR: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "exp": np.exp,
+    "log": np.log,
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "erf": _erf,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
+    "sqrt": np.sqrt,
+    "reciprocal": np.reciprocal,
+    "softplus": lambda x: np.logaddexp(np.zeros((), x.dtype), x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "hard_swish": lambda x: x * np.clip(x / 6 + x.dtype.type(0.5), 0, 1).astype(x.dtype),
+    "mish": lambda x: x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x)),
+}
+for _name, _fn in _UNARY_NONLINEAR.items():
+    register(_name, Group.NONLINEAR, _same, pointwise=True)(
+        lambda x, _fn=_fn: np.asarray(_fn(x)).astype(x.dtype, copy=False)
+    )
+
+
+@register("pow", Group.NONLINEAR, _broadcast, (2, 2), pointwise=True)
+def _pow(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """z = x ** y in x's dtype."""
+    if x.dtype.kind in "iu":
+        return np.power(x.astype(np.int64), y.astype(np.int64)).astype(x.dtype)
+    return np.power(x, y.astype(x.dtype)).astype(x.dtype)
+
+
+@register("elu", Group.NONLINEAR, _same, attrs={"alpha": 1.0}, pointwise=True)
+def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
+    """y = x if x > 0 else alpha * (exp(x) - 1)."""
+    return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0))).astype(x.dtype)
+
+
+@register("selu", Group.NONLINEAR, _same,
+          attrs={"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}, pointwise=True)
+def _selu(x: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
+    """y = gamma * (x if x > 0 else alpha * (exp(x) - 1))."""
+    t = x.dtype.type
+    return (t(gamma) * np.where(x > 0, x, t(alpha) * np.expm1(np.minimum(x, 0)))).astype(x.dtype)
+
+
+@register("gelu", Group.NONLINEAR, _same, attrs={"approximate": "none"}, pointwise=True)
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    """none: y = x/2 (1 + erf(x/sqrt 2)); tanh: y = x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))."""
+    x64 = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)))
+    else:
+        y = 0.5 * x64 * (1 + _erf(x64 / math.sqrt(2)))
+    return y.astype(x.dtype)
+
+
+# ---------------------------------------------------------------- nonlinear along an axis
+
+
+@register("softmax", Group.NONLINEAR, _same, attrs={"axis": REQUIRED})
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """y = exp(x - max_axis x) / sum_axis exp(x - max_axis x)."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
+
+
+@register("log_softmax", Group.NONLINEAR, _same, attrs={"axis": REQUIRED})
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """y = x - max - log(sum_axis exp(x - max))."""
+    d = x - np.max(x, axis=axis, keepdims=True)
+    return (d - np.log(np.sum(np.exp(d), axis=axis, keepdims=True))).astype(x.dtype)
+
+
+@register("layer_norm", Group.NONLINEAR, _same, (3, 3), {"axis": REQUIRED, "epsilon": 1e-5})
+def _layer_norm(x, scale, bias, axis: int, epsilon: float) -> np.ndarray:
+    """y = (x - mean) / sqrt(var + epsilon) * scale + bias, statistics over axes axis..rank-1."""
+    axes = tuple(range(axis, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    d = x - mean
+    var = (d * d).mean(axis=axes, keepdims=True)
+    return (d / np.sqrt(var + x.dtype.type(epsilon)) * scale + bias).astype(x.dtype)
+
+
+@register("rms_norm", Group.NONLINEAR, _same, (2, 2), {"axis": REQUIRED, "epsilon": 1e-5})
+def _rms_norm(x, scale, axis: int, epsilon: float) -> np.ndarray:
+    """y = x / sqrt(mean(x^2) + epsilon) * scale, mean over axes axis..rank-1."""
+    axes = tuple(range(axis, x.ndim))
+    ms = (x * x).mean(axis=axes, keepdims=True)
+    return (x / np.sqrt(ms + x.dtype.type(epsilon)) * scale).astype(x.dtype)
+
+
+@register("lrn", Group.NONLINEAR, _same,
+          attrs={"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0})
+def _lrn(x, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """y[c] = x[c] / (bias + alpha/size * sum_{c' in [c-(size-1)//2, c+size//2]} x[c']^2)^beta."""
+    sq = np.square(x)
+    lo, hi = (size - 1) // 2, size // 2
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (lo, hi)
+    sqp = np.pad(sq, pad)
+    acc = np.zeros_like(x)
+    for k in range(size):  # loop over the window (size ~5), not over elements
+        acc += sqp[:, k:k + x.shape[1]]
+    t = x.dtype.type
+    return (x / (t(bias) + t(alpha) / t(size) * acc) ** t(beta)).astype(x.dtype)
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _reduce_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    shape = [
+        1 if i in a["axes"] else d
+        for i, d in enumerate(ts[0].shape)
+        if a["keepdims"] or i not in a["axes"]
+    ]
+    return [TensorType(ts[0].dtype, tuple(shape))]
+
+
+_REDUCE: dict[str, Callable[..., np.ndarray]] = {
+    "reduce_sum": lambda x, ax, kd: np.sum(x, axis=ax, keepdims=kd),
+    "reduce_mean": lambda x, ax, kd: np.mean(x, axis=ax, keepdims=kd),
+    "reduce_max": lambda x, ax, kd: np.max(x, axis=ax, keepdims=kd, initial=_lowest(x)),
+    "reduce_min": lambda x, ax, kd: np.min(x, axis=ax, keepdims=kd, initial=_highest(x)),
+    "reduce_prod": lambda x, ax, kd: np.prod(x, axis=ax, keepdims=kd),
+    "reduce_l1": lambda x, ax, kd: np.sum(np.abs(x), axis=ax, keepdims=kd),
+    "reduce_l2": lambda x, ax, kd: np.sqrt(np.sum(np.square(x), axis=ax, keepdims=kd)),
+    "reduce_sum_square": lambda x, ax, kd: np.sum(np.square(x), axis=ax, keepdims=kd),
+    "reduce_log_sum": lambda x, ax, kd: np.log(np.sum(x, axis=ax, keepdims=kd)),
+    "reduce_log_sum_exp": lambda x, ax, kd: _logsumexp(x, ax, kd),
+}
+
+
+def _lowest(x: np.ndarray) -> Any:
+    return -np.inf if x.dtype.kind == "f" else (np.iinfo(x.dtype).min if x.dtype.kind in "iu"
+                                                else False)
+
+
+def _highest(x: np.ndarray) -> Any:
+    return np.inf if x.dtype.kind == "f" else (np.iinfo(x.dtype).max if x.dtype.kind in "iu"
+                                               else True)
+
+
+def _logsumexp(x: np.ndarray, ax: tuple[int, ...], kd: bool) -> np.ndarray:
+    if x.size == 0:
+        return np.log(np.sum(np.exp(x), axis=ax, keepdims=kd))
+    m = np.max(x, axis=ax, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(x - m), axis=ax, keepdims=True)) + m
+    return s if kd else np.squeeze(s, axis=ax)
+
+
+for _name, _fn in _REDUCE.items():
+    register(_name, Group.REDUCTION, _reduce_infer,
+             attrs={"axes": REQUIRED, "keepdims": 1})(
+        lambda x, axes, keepdims, _fn=_fn: np.asarray(
+            _fn(x, tuple(axes), bool(keepdims))).astype(x.dtype, copy=False)
+    )
+
+
+def _arg_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    (t,) = _reduce_infer(ts, {"axes": [a["axis"]], "keepdims": a["keepdims"]})
+    return [TensorType("i64", t.shape)]
+
+
+def _arg(fn: Callable[..., np.ndarray], x, axis: int, keepdims: int,
+         select_last_index: int) -> np.ndarray:
+    if select_last_index:
+        flipped = np.flip(x, axis)
+        idx = x.shape[axis] - 1 - fn(flipped, axis=axis, keepdims=True)
+    else:
+        idx = fn(x, axis=axis, keepdims=True)
+    idx = idx.astype(np.int64)
+    return idx if keepdims else np.squeeze(idx, axis=axis)
+
+
+_ARG_ATTRS = {"axis": REQUIRED, "keepdims": 1, "select_last_index": 0}
+register("argmax", Group.REDUCTION, _arg_infer, attrs=_ARG_ATTRS)(
+    lambda x, **a: _arg(np.argmax, x, **a))
+register("argmin", Group.REDUCTION, _arg_infer, attrs=_ARG_ATTRS)(
+    lambda x, **a: _arg(np.argmin, x, **a))
+
+
+# ---------------------------------------------------------------- windows (pool, conv)
+
+
+def _window_out(n: int, k: int, s: int, d: int, pb: int, pe: int, ceil_mode: int) -> int:
+    """Output length of a sliding window; ceil_mode drops a last window starting in the end pad."""
+    span = n + pb + pe - d * (k - 1) - 1
+    if not ceil_mode:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + pb:
+        out -= 1
+    return out
+
+
+def _pool_geometry(shape: Sequence[int], a: dict[str, Any]) -> list[int]:
+    nd = len(a["kernel_shape"])
+    pads = a["pads"]
+    return [
+        _window_out(shape[2 + i], a["kernel_shape"][i], a["strides"][i], a["dilations"][i],
+                    pads[i], pads[i + nd], a.get("ceil_mode", 0))
+        for i in range(nd)
+    ]
+
+
+def _windows(xp: np.ndarray, out: Sequence[int], k: Sequence[int], s: Sequence[int],
+             d: Sequence[int]) -> np.ndarray:
+    """View of windows: shape (N, C, *out, *k), element = xp[n, c, o*s + j*d] (no copy)."""
+    nd = len(k)
+    st = xp.strides
+    shape = xp.shape[:2] + tuple(out) + tuple(k)
+    strides = st[:2] + tuple(st[2 + i] * s[i] for i in range(nd)) + tuple(
+        st[2 + i] * d[i] for i in range(nd))
+    return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
+
+
+def _pad_for_windows(x: np.ndarray, out: Sequence[int], a: dict[str, Any], value: float
+                     ) -> np.ndarray:
+    """Pad spatial dims by pads, plus extra at the end so every window fits (ceil_mode)."""
+    nd = len(a["kernel_shape"])
+    widths = [(0, 0), (0, 0)]
+    for i in range(nd):
+        need = (out[i] - 1) * a["strides"][i] + a["dilations"][i] * (a["kernel_shape"][i] - 1) + 1
+        pb = a["pads"][i]
+        pe = max(need - x.shape[2 + i] - pb, 0)
+        widths.append((pb, pe))
+    return np.pad(x, widths, constant_values=value)
+
+
+def _pool_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    t = ts[0]
+    return [TensorType(t.dtype, t.shape[:2] + tuple(_pool_geometry(t.shape, a)))]
+
+
+_POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": REQUIRED, "pads": REQUIRED,
+               "dilations": REQUIRED, "ceil_mode": 0}
+
+
+@register("max_pool", Group.REDUCTION, _pool_infer, attrs=_POOL_ATTRS)
+def _max_pool(x: np.ndarray, **a: Any) -> np.ndarray:
+    """y[n,c,o] = max_j x[n, c, o*s + j*d - pad_begin] over in-range positions."""
+    out = _pool_geometry(x.shape, a)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    w = _windows(_pad_for_windows(x, out, a, low), out, a["kernel_shape"], a["strides"],
+                 a["dilations"])
+    nd = len(out)
+    return w.max(axis=tuple(range(-nd, 0))).astype(x.dtype)
+
+
+@register("average_pool", Group.REDUCTION, _pool_infer,
+          attrs={**_POOL_ATTRS, "count_include_pad": 0})
+def _average_pool(x: np.ndarray, count_include_pad: int, **a: Any) -> np.ndarray:
+    """y = sum of window / count; count includes explicit pads iff count_include_pad."""
+    out = _pool_geometry(x.shape, a)
+    nd = len(out)
+    axes = tuple(range(-nd, 0))
+    k, s, d = a["kernel_shape"], a["strides"], a["dilations"]
+    total = _windows(_pad_for_windows(x, out, a, 0), out, k, s, d).sum(axis=axes)
+    # count: ones over the input (or input + explicit pads), zero in the ceil-mode extra pad
+    ones = np.ones((1, 1) + x.shape[2:], x.dtype)
+    if count_include_pad:
+        pads = a["pads"]
+        ones = np.pad(ones, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)],
+                      constant_values=1)
+        a = {**a, "pads": [0] * (2 * nd)}
+    count = _windows(_pad_for_windows(ones, out, a, 0), out, k, s, d).sum(axis=axes)
+    return (total / count).astype(x.dtype)
+
+
+def _conv_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0], ts[1]
+    geo = _pool_geometry(x.shape, {**a, "kernel_shape": list(w.shape[2:])})
+    return [TensorType(x.dtype, (x.shape[0], w.shape[0]) + tuple(geo))]
+
+
+@register("conv", Group.CONTRACTION, _conv_infer, (2, 3),
+          {"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1})
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, **a: Any) -> np.ndarray:
+    """y[n,m,o] = b[m] + sum_{c,j} x[n, g*C/G + c, o*s + j*d - pad] * w[m, c, j], g = m // (M/G)."""
+    k = list(w.shape[2:])
+    a = {**a, "kernel_shape": k}
+    out = _pool_geometry(x.shape, a)
+    win = _windows(_pad_for_windows(x, out, a, 0), out, k, a["strides"], a["dilations"])
+    g, nd = a["group"], len(k)
+    n, c = x.shape[:2]
+    m = w.shape[0]
+    if g == 1:
+        # contract (C, *k): BLAS matmul over the window view
+        y = np.tensordot(win, w, axes=([1] + list(range(2 + nd, 2 + 2 * nd)),
+                                       list(range(1, 2 + nd))))
+        y = np.moveaxis(y, -1, 1)
+    elif c == g and m == g:
+        # depthwise: loop over kernel taps (few), vectorised over pixels
+        y = np.zeros((n, m) + tuple(out), np.result_type(x, w))
+        wf = w.reshape(m, -1)
+        for t, idx in enumerate(np.ndindex(*k)):
+            y += win[(...,) + idx] * wf[:, t].reshape((1, m) + (1,) * nd)
+    else:
+        cg, mg = c // g, m // g
+        parts = []
+        for gi in range(g):
+            wi = win[:, gi * cg:(gi + 1) * cg]
+            wg = w[gi * mg:(gi + 1) * mg]
+            yi = np.tensordot(wi, wg, axes=([1] + list(range(2 + nd, 2 + 2 * nd)),
+                                            list(range(1, 2 + nd))))
+            parts.append(np.moveaxis(yi, -1, 1))
+        y = np.concatenate(parts, axis=1)
+    if b is not None:
+        y = y + b.reshape((1, m) + (1,) * nd)
+    return np.ascontiguousarray(y, dtype=x.dtype)
+
+
+# ---------------------------------------------------------------- contraction
+
+
+def _matmul_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0].shape, ts[1].shape
+    xs, ws = (x if len(x) > 1 else (1,) + x), (w if len(w) > 1 else w + (1,))
+    batch = np.broadcast_shapes(xs[:-2], ws[:-2])
+    if xs[-1] != ws[-2]:
+        raise ValueError(f"matmul: inner dims differ: {x} @ {w}")
+    shape = tuple(batch) + (xs[-2], ws[-1])
+    if len(x) == 1:
+        shape = shape[:-2] + shape[-1:]
+    if len(w) == 1:
+        shape = shape[:-1]
+    return [TensorType(ts[0].dtype, shape)]
+
+
+@register("matmul", Group.CONTRACTION, _matmul_infer, (2, 2))
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """y[..., i, j] = sum_k a[..., i, k] * b[..., k, j] (numpy matmul semantics)."""
+    return np.matmul(a, b)
+
+
+def _einsum_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    # size-1 stand-ins give the output rank and broadcast dims cheaply; then fill real sizes
+    eq = a["equation"].replace(" ", "")
+    lhs, _, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    sizes: dict[str, int] = {}
+    ell: tuple[int, ...] = ()
+    for term, t in zip(terms, ts, strict=True):
+        n_ell = t.rank - len(term.replace("...", ""))
+        pre, _, post = term.partition("...")
+        for ch, dim in zip(pre, t.shape, strict=False):
+            sizes[ch] = max(sizes.get(ch, 1), dim)
+        for ch, dim in zip(post, t.shape[len(pre) + n_ell:], strict=False):
+            sizes[ch] = max(sizes.get(ch, 1), dim)
+        if "..." in term:
+            ell = np.broadcast_shapes(ell, t.shape[len(pre):len(pre) + n_ell])
+    if not rhs and "->" not in eq:
+        letters = "".join(c for c in lhs if c.isalpha())
+        rhs = ("..." if "..." in lhs else "") + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1))
+    pre, _, post = rhs.partition("...")
+    shape = [sizes[c] for c in pre] + (list(ell) if "..." in rhs else []) + [sizes[c] for c in post]
+    return [TensorType(ts[0].dtype, tuple(shape))]
+
+
+@register("einsum", Group.CONTRACTION, _einsum_infer, (1, None), {"equation": REQUIRED})
+def _einsum(*xs: np.ndarray, equation: str) -> np.ndarray:
+    """y = numpy einsum(equation, *xs)."""
+    return np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2)).astype(xs[0].dtype)
+
+
+# ---------------------------------------------------------------- data movement
+
+
+def _movement(name: str, arity: tuple[int, int | None] = (1, 1),
+              attrs: dict[str, Any] | None = None,
+              num_outputs: Callable[[dict[str, Any]], int] | None = None
+              ) -> Callable[[Ref], Ref]:
+    return register(name, Group.MOVEMENT, _by_eval(name), arity, attrs, num_outputs=num_outputs)
+
+
+@register("reshape", Group.MOVEMENT,
+          lambda ts, a: [TensorType(ts[0].dtype, tuple(a["shape"]))], attrs={"shape": REQUIRED})
+def _reshape(x: np.ndarray, shape: list[int]) -> np.ndarray:
+    """y = x viewed with static shape ``shape`` (same element count, C order)."""
+    return x.reshape(shape)
+
+
+@register("expand", Group.MOVEMENT,
+          lambda ts, a: [TensorType(ts[0].dtype, tuple(a["shape"]))], attrs={"shape": REQUIRED})
+def _expand(x: np.ndarray, shape: list[int]) -> np.ndarray:
+    """y = x broadcast to ``shape``."""
+    return np.broadcast_to(x, shape).copy()
+
+
+@register("transpose", Group.MOVEMENT,
+          lambda ts, a: [TensorType(ts[0].dtype, tuple(ts[0].shape[p] for p in a["perm"]))],
+          attrs={"perm": REQUIRED})
+def _transpose(x: np.ndarray, perm: list[int]) -> np.ndarray:
+    """y[i_perm[0], ...] = x[i_0, ...]: output axis k is input axis perm[k]."""
+    return np.transpose(x, perm)
+
+
+@_movement("slice", attrs={"starts": REQUIRED, "ends": REQUIRED, "steps": REQUIRED})
+def _slice(x: np.ndarray, starts: list[int], ends: list[int], steps: list[int]) -> np.ndarray:
+    """y = x[s0:e0:k0, s1:e1:k1, ...]: one clamped triple per axis (end -1 = before index 0)."""
+    return x[tuple(slice(s, e if e >= 0 else None, k)
+                   for s, e, k in zip(starts, ends, steps, strict=True))]
+
+
+@register("concat", Group.MOVEMENT,
+          lambda ts, a: [TensorType(ts[0].dtype, ts[0].shape[:a["axis"]] + (
+              sum(t.shape[a["axis"]] for t in ts),) + ts[0].shape[a["axis"] + 1:])],
+          (1, None), {"axis": REQUIRED})
+def _concat(*xs: np.ndarray, axis: int) -> np.ndarray:
+    """y = concatenation of xs along ``axis``."""
+    return np.concatenate(xs, axis=axis)
+
+
+def _split_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    t, ax = ts[0], a["axis"]
+    return [TensorType(t.dtype, t.shape[:ax] + (s,) + t.shape[ax + 1:]) for s in a["sizes"]]
+
+
+@register("split", Group.MOVEMENT, _split_infer, attrs={"axis": REQUIRED, "sizes": REQUIRED},
+          num_outputs=lambda a: len(a["sizes"]))
+def _split(x: np.ndarray, axis: int, sizes: list[int]) -> tuple[np.ndarray, ...]:
+    """y_i = x[..., o_i : o_i + sizes[i], ...] along ``axis``, o_i = sum(sizes[:i])."""
+    cuts = np.cumsum(sizes)[:-1]
+    return tuple(np.split(x, cuts, axis=axis))
+
+
+@_movement("gather", (2, 2), {"axis": REQUIRED})
+def _gather(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """y[a.., j.., b..] = x[a.., idx[j..] (negative: + dim), b..] along ``axis``."""
+    return np.take(x, idx.astype(np.int64), axis=axis)
+
+
+@_movement("gather_elements", (2, 2), {"axis": REQUIRED})
+def _gather_elements(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """y[i] = x[i with axis-coordinate replaced by idx[i]]."""
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    return np.take_along_axis(x, idx.astype(np.int64), axis=axis)
+
+
+@_movement("pad", attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0})
+def _pad(x: np.ndarray, pads: list[int], mode: str, value: float) -> np.ndarray:
+    """y = x padded by pads[i] before / pads[i+rank] after axis i (constant, reflect or edge)."""
+    r = x.ndim
+    neg = [(-min(pads[i], 0), -min(pads[i + r], 0)) for i in range(r)]
+    x = x[tuple(slice(b, x.shape[i] - e) for i, (b, e) in enumerate(neg))]  # negative pads crop
+    widths = [(max(pads[i], 0), max(pads[i + r], 0)) for i in range(r)]
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=np.asarray(value).astype(x.dtype))
+    return np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])
+
+
+@_movement("tile", attrs={"repeats": REQUIRED})
+def _tile(x: np.ndarray, repeats: list[int]) -> np.ndarray:
+    """y = x repeated repeats[i] times along axis i."""
+    return np.tile(x, repeats)
+
+
+@_movement("trilu", attrs={"upper": 1, "k": 0})
+def _trilu(x: np.ndarray, upper: int, k: int) -> np.ndarray:
+    """upper: keep x[..., i, j] where j - i >= k; lower: where j - i <= k; else 0."""
+    return np.triu(x, k) if upper else np.tril(x, k)
+
+
+@_movement("depth_to_space", attrs={"blocksize": REQUIRED, "mode": "DCR"})
+def _depth_to_space(x: np.ndarray, blocksize: int, mode: str) -> np.ndarray:
+    """Rearrange (N, C*b*b, H, W) -> (N, C, H*b, W*b); mode DCR or CRD as in ONNX."""
+    n, c, h, w = x.shape
+    b = blocksize
+    if mode == "DCR":
+        t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        t = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return t.reshape(n, c // (b * b), h * b, w * b)
+
+
+@_movement("space_to_depth", attrs={"blocksize": REQUIRED})
+def _space_to_depth(x: np.ndarray, blocksize: int) -> np.ndarray:
+    """Rearrange (N, C, H*b, W*b) -> (N, C*b*b, H, W), inverse of depth_to_space DCR."""
+    n, c, h, w = x.shape
+    b = blocksize
+    t = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return t.reshape(n, c * b * b, h // b, w // b)
+
+
+def op_names() -> list[str]:
+    """All registered op names, sorted."""
+    return sorted(OPS)
+
+
+__all__ = [
+    "OPS", "OpDef", "Group", "REQUIRED", "register", "ops_in_group", "canonical_attrs",
+    "infer_types", "run_ref", "op_names", "dtype_name",
+]
