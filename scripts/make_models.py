@@ -183,7 +183,8 @@ def finish(name: str, path: Path, info: dict, versions: dict, manifest: dict) ->
         print(f"   {k}: {v}")
     entry = {"file": path.name, "size_bytes": size, "sha256": sha, "opsets": opsets,
              "op_histogram": hist, **io_desc(model), **info,
-             "versions": {k: v for k, v in versions.items()}}
+             "versions": {k: v for k, v in versions.items()
+                          if name in TORCH_MODELS or k not in PINNED_TORCH}}
     manifest[name] = entry
 
 
