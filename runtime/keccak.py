@@ -1,0 +1,293 @@
+"""keccak256 (Ethereum's, original Keccak padding 0x01; not SHA3-256) for the Merkle memory.
+
+Three entry points:
+
+- ``keccak256(data) = Keccak-256(data)``, any length (pycryptodome).
+- ``keccak256_64(a, b) = keccak256(a || b)`` for one pair of 32-byte nodes (pycryptodome).
+- ``hash_pairs(nodes)[i] = keccak256(nodes[2i] || nodes[2i+1])``, batched: a keccak-f[1600]
+  JIT-compiled with llvmlite, looping over the batch in native code and split over
+  threads (ctypes releases the GIL). ``hash_pairs_reference`` is the same function
+  through pycryptodome; it is the fallback and the oracle the JIT is tested against.
+
+Set ``OPMLC_KECCAK_JIT=0`` to force the fallback and ``OPMLC_KECCAK_THREADS=n`` to cap
+the number of threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from Crypto.Hash import keccak as _pyc_keccak
+
+__all__ = [
+    "hash_pairs",
+    "hash_pairs_reference",
+    "jit_available",
+    "keccak256",
+    "keccak256_64",
+]
+
+_RATE_LANES = 17  # 136-byte rate of keccak256 = 1088 bits / 64
+
+
+def keccak256(data: bytes) -> bytes:
+    """keccak256(data): 32-byte Ethereum Keccak-256 digest."""
+    return _pyc_keccak.new(digest_bits=256, data=data).digest()
+
+
+def keccak256_64(a: bytes, b: bytes) -> bytes:
+    """keccak256(a || b) for two 32-byte nodes: one Merkle parent."""
+    return _pyc_keccak.new(digest_bits=256, data=a + b).digest()
+
+
+def _as_pairs(nodes: np.ndarray) -> np.ndarray:
+    """View ``nodes`` ((2N, 32) or (N, 64) uint8) as a C-contiguous (N, 64) array."""
+    nodes = np.asarray(nodes)
+    if nodes.dtype != np.uint8 or nodes.ndim != 2 or nodes.shape[1] not in (32, 64):
+        raise ValueError(
+            f"hash_pairs wants a (2N, 32) or (N, 64) uint8 array, got {nodes.dtype} {nodes.shape}"
+        )
+    if nodes.shape[1] == 32 and nodes.shape[0] % 2:
+        raise ValueError(f"hash_pairs wants an even number of 32-byte nodes, got {nodes.shape[0]}")
+    return np.ascontiguousarray(nodes).reshape(-1, 64)
+
+
+def _check_out(out: np.ndarray | None, n: int) -> np.ndarray:
+    if out is None:
+        return np.empty((n, 32), dtype=np.uint8)
+    if out.dtype != np.uint8 or out.shape != (n, 32) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous ({n}, 32) uint8 array")
+    return out
+
+
+def hash_pairs_reference(nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out[i] = keccak256(pairs[i]) with pairs = nodes viewed as (N, 64); via pycryptodome."""
+    pairs = _as_pairs(nodes)
+    out = _check_out(out, pairs.shape[0])
+    for i in range(pairs.shape[0]):
+        out[i] = np.frombuffer(keccak256(pairs[i].tobytes()), dtype=np.uint8)
+    return out
+
+
+# --- the JIT -----------------------------------------------------------------------------
+
+
+def _round_constants() -> list[int]:
+    """RC[i] of keccak-f[1600] from the LFSR x^8 + x^6 + x^5 + x^4 + 1 (FIPS 202, 3.2.5)."""
+    state = 1
+    out = []
+    for _ in range(24):
+        rc = 0
+        for j in range(7):
+            if state & 1:
+                rc |= 1 << ((1 << j) - 1)
+            state = ((state << 1) ^ 0x171) if state & 0x80 else (state << 1)
+        out.append(rc)
+    return out
+
+
+def _rotation_offsets() -> list[int]:
+    """r[x + 5y]: rho offsets, (t+1)(t+2)/2 mod 64 along (x, y) -> (y, 2x + 3y) (FIPS 202)."""
+    r = [0] * 25
+    x, y = 1, 0
+    for t in range(24):
+        r[x + 5 * y] = ((t + 1) * (t + 2) // 2) % 64
+        x, y = y, (2 * x + 3 * y) % 5
+    return r
+
+
+def _build_ir() -> str:
+    """LLVM IR of ``void keccak256_pairs(i64* in, i64* out, i64 n)``.
+
+    For i in [0, n): out[4i : 4i+4] = keccak256(in[8i : 8i+8]) (lanes little-endian).
+    A 64-byte message fits one 136-byte rate block, so one permutation per hash: absorb
+    lanes 0..7, pad 0x01 at byte 64 (lane 8) and 0x80 at byte 135 (top of lane 16).
+    The 24 rounds are unrolled in straight-line SSA so LLVM keeps lanes in registers.
+    """
+    from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    rc = _round_constants()
+    rot = _rotation_offsets()
+    mod = ir.Module(name="opmlc_keccak")
+    fnty = ir.FunctionType(ir.VoidType(), [i64.as_pointer(), i64.as_pointer(), i64])
+    fn = ir.Function(mod, fnty, name="keccak256_pairs")
+    src, dst, n = fn.args
+    entry, loop, done = (fn.append_basic_block(s) for s in ("entry", "loop", "done"))
+
+    b = ir.IRBuilder(entry)
+    b.cbranch(b.icmp_signed("<=", n, ir.Constant(i64, 0)), done, loop)
+
+    b = ir.IRBuilder(loop)
+    i = b.phi(i64, name="i")
+    i.add_incoming(ir.Constant(i64, 0), entry)
+
+    def const(v: int) -> ir.Constant:
+        return ir.Constant(i64, v)
+
+    def rotl(v, s: int):
+        if s == 0:
+            return v
+        return b.or_(b.shl(v, const(s)), b.lshr(v, const(64 - s)))
+
+    base_in = b.mul(i, const(8))
+    lanes = [const(0)] * 25
+    for j in range(8):
+        ptr = b.gep(src, [b.add(base_in, const(j))])
+        lanes[j] = b.load(ptr, align=1)
+    lanes[8] = const(0x01)
+    lanes[_RATE_LANES - 1] = const(0x80 << 56)
+
+    for r in range(24):
+        # theta
+        c = []
+        for x in range(5):
+            v = lanes[x]
+            for y in range(1, 5):
+                v = b.xor(v, lanes[x + 5 * y])
+            c.append(v)
+        d = [b.xor(c[(x - 1) % 5], rotl(c[(x + 1) % 5], 1)) for x in range(5)]
+        a = [b.xor(lanes[k], d[k % 5]) for k in range(25)]
+        # rho and pi: B[y, 2x + 3y] = rotl(A[x, y], r[x, y])
+        bb = [None] * 25
+        for x in range(5):
+            for y in range(5):
+                bb[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(a[x + 5 * y], rot[x + 5 * y])
+        # chi
+        lanes = [
+            b.xor(
+                bb[x + 5 * y],
+                b.and_(b.not_(bb[(x + 1) % 5 + 5 * y]), bb[(x + 2) % 5 + 5 * y]),
+            )
+            for y in range(5)
+            for x in range(5)
+        ]
+        # iota
+        lanes[0] = b.xor(lanes[0], const(rc[r]))
+
+    base_out = b.mul(i, const(4))
+    for j in range(4):
+        b.store(lanes[j], b.gep(dst, [b.add(base_out, const(j))]), align=1)
+    nxt = b.add(i, const(1))
+    i.add_incoming(nxt, loop)
+    b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
+
+    b = ir.IRBuilder(done)
+    b.ret_void()
+    return str(mod)
+
+
+_KernelFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+class _Jit:
+    """The compiled module; the engine must outlive the function pointer."""
+
+    def __init__(self) -> None:
+        import llvmlite.binding as llvm
+
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_default_triple()
+        self.tm = target.create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+        )
+        mod = llvm.parse_assembly(_build_ir())
+        mod.verify()
+        pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=3))
+        pb.getModulePassManager().run(mod, pb)
+        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
+        self.engine.finalize_object()
+        self.fn = _KernelFn(self.engine.get_function_address("keccak256_pairs"))
+
+
+_jit: _Jit | None = None
+_jit_failed = False
+_jit_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+# Below this many pairs per thread, thread hand-off costs more than it saves.
+_MIN_PAIRS_PER_THREAD = 4096
+
+
+def _get_jit() -> _Jit | None:
+    """Compile once, lazily; None (with one warning) if llvmlite cannot build it."""
+    global _jit, _jit_failed
+    if _jit is not None or _jit_failed:
+        return _jit
+    with _jit_lock:
+        if _jit is None and not _jit_failed:
+            if os.environ.get("OPMLC_KECCAK_JIT", "1") == "0":
+                _jit_failed = True
+            else:
+                try:
+                    _jit = _Jit()
+                except Exception as exc:  # any llvmlite failure: fall back, stay correct
+                    _jit_failed = True
+                    warnings.warn(
+                        f"keccak JIT unavailable ({exc}); using pycryptodome (slow)",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+    return _jit
+
+
+def jit_available() -> bool:
+    """True when ``hash_pairs`` runs the llvmlite kernel (compiling it if needed)."""
+    return _get_jit() is not None
+
+
+def _threads() -> int:
+    env = os.environ.get("OPMLC_KECCAK_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    """A pool of at least n workers (replaced, never shrunk, when more are asked for)."""
+    global _pool, _pool_size
+    with _jit_lock:
+        if _pool is None or _pool_size < n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="keccak")
+            _pool_size = n
+        return _pool
+
+
+def hash_pairs(nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """out[i] = keccak256(nodes[2i] || nodes[2i+1]) for i in [0, N).
+
+    ``nodes``: (2N, 32) or (N, 64) uint8. ``out``: optional C-contiguous (N, 32) uint8
+    destination (e.g. a slice of a tree level), written in place. Returns ``out``.
+    """
+    jit = _get_jit()
+    if jit is None:
+        return hash_pairs_reference(nodes, out)
+    pairs = _as_pairs(nodes)
+    n = pairs.shape[0]
+    out = _check_out(out, n)
+    if n == 0:
+        return out
+    src, dst = pairs.ctypes.data, out.ctypes.data
+    threads = min(_threads(), n // _MIN_PAIRS_PER_THREAD)
+    if threads <= 1:
+        jit.fn(src, dst, n)
+        return out
+    # Contiguous chunks; the calling thread runs the last one.
+    bounds = [n * t // threads for t in range(threads + 1)]
+    pool = _get_pool(threads - 1)
+    futs = [
+        pool.submit(jit.fn, src + 64 * lo, dst + 32 * lo, hi - lo)
+        for lo, hi in zip(bounds[:-2], bounds[1:-1], strict=True)
+    ]
+    jit.fn(src + 64 * bounds[-2], dst + 32 * bounds[-2], n - bounds[-2])
+    for f in futs:
+        f.result()
+    return out
