@@ -25,6 +25,7 @@ from opmlc_runtime.isa import (
     INSTR_SIZE,
     LEAF_SIZE,
     MASK,
+    NUM_REGS,
     Decoded,
     Fmt,
     Instr,
@@ -89,7 +90,10 @@ def access(core: CoreState, mem: Memory) -> Access:
 
 def _execute(core: CoreState, mem: Memory, ins: Instr, d: Decoded) -> None:
     regs = core.regs
-    a, b = regs[d.rs1], regs[d.rs2]
+    # A register field the format does not use may hold any byte (norm:illegal): read it
+    # as 0 rather than indexing past the register file.
+    a = regs[d.rs1] if d.rs1 < NUM_REGS else 0
+    b = regs[d.rs2] if d.rs2 < NUM_REGS else 0
     imm = d.imm & MASK
     next_pc = (core.pc + INSTR_SIZE) & MASK
     result: int | None = None
