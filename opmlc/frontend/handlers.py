@@ -1,0 +1,739 @@
+"""ONNX op handlers, one per (op, first opset whose semantics it serves).
+
+``HANDLERS[op_type][since] = fn`` where ``fn(ctx, node, ins) -> list[V]``;
+an ONNX node of opset ``v`` uses the handler with the largest ``since <= v``.
+Versioned handlers are named for the opset they serve (``Softmax_1``,
+``Softmax_13``).  Handlers lower ONNX semantics onto the canonical IR ops in
+:mod:`opmlc.ir.ops` (shape operands become static attributes; Gemm becomes
+matmul/add; Flatten/Squeeze/Unsqueeze become reshape; ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from onnx import helper
+
+from opmlc.frontend.context import Const, Ctx, OnnxNode, V
+from opmlc.ir.graph import dtype_name
+
+Handler = Callable[[Ctx, OnnxNode, list[V | None]], list[V | None]]
+HANDLERS: dict[str, dict[int, Handler]] = {}
+
+
+def handles(op_type: str, since: int = 1) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        HANDLERS.setdefault(op_type, {})[since] = fn
+        return fn
+
+    return deco
+
+
+def lookup(op_type: str, opset: int) -> Handler | None:
+    """The handler serving ``op_type`` at ``opset``, or None if unsupported."""
+    versions = HANDLERS.get(op_type, {})
+    ok = [v for v in versions if v <= opset]
+    return versions[max(ok)] if ok else None
+
+
+def _axis(a: int, rank: int) -> int:
+    return a + rank if a < 0 else a
+
+
+def _ints(v: np.ndarray) -> list[int]:
+    return [int(x) for x in np.asarray(v).reshape(-1)]
+
+
+ONNX_DTYPES = {
+    1: "f32", 2: "u8", 3: "i8", 4: "u16", 5: "i16", 6: "i32", 7: "i64", 9: "bool",
+    10: "f16", 11: "f64", 12: "u32", 13: "u64",
+}
+
+
+def ir_dtype(ctx: Ctx, onnx_type: int) -> str:
+    if onnx_type not in ONNX_DTYPES:
+        name = helper.tensor_dtype_to_string(onnx_type)
+        raise ctx.unsupported(f"element type {name} is not supported")
+    return ONNX_DTYPES[onnx_type]
+
+
+# ------------------------------------------------------------------ elementwise
+
+
+def _binary(op: str) -> Handler:
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        return [ctx.emit(op, [ins[0], ins[1]])]
+
+    return handler
+
+
+for _onnx, _ir in [("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"),
+                   ("Pow", "pow"), ("Equal", "equal"), ("Less", "less"),
+                   ("Greater", "greater"), ("LessOrEqual", "less_or_equal"),
+                   ("GreaterOrEqual", "greater_or_equal"), ("And", "and"), ("Or", "or"),
+                   ("Xor", "xor"), ("PRelu", "prelu")]:
+    handles(_onnx, 7)(_binary(_ir))
+
+
+@handles("Mod", 10)
+def Mod_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("mod", [ins[0], ins[1]], fmod=n.attrs.get("fmod", 0))]
+
+
+def _variadic(op: str, mean: bool = False) -> Handler:
+    """Sum/Max/Min/Mean(x1..xk) = fold of the binary op (then / k for Mean)."""
+
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        acc = ins[0]
+        for x in ins[1:]:
+            acc = ctx.emit(op, [acc, x])
+        if mean:
+            acc = ctx.emit("div", [acc, ctx.scalar(len(ins), acc)])
+        return [acc]
+
+    return handler
+
+
+handles("Sum", 8)(_variadic("add"))
+handles("Max", 8)(_variadic("max"))
+handles("Min", 8)(_variadic("min"))
+handles("Mean", 8)(_variadic("add", mean=True))
+
+_UNARY = {
+    "Relu": "relu", "Neg": "neg", "Abs": "abs", "Floor": "floor", "Ceil": "ceil",
+    "Round": "round", "Sign": "sign", "Not": "not", "Exp": "exp", "Log": "log",
+    "Tanh": "tanh", "Sigmoid": "sigmoid", "Erf": "erf", "Sin": "sin", "Cos": "cos",
+    "Tan": "tan", "Asin": "asin", "Acos": "acos", "Atan": "atan", "Sinh": "sinh",
+    "Cosh": "cosh", "Asinh": "asinh", "Acosh": "acosh", "Atanh": "atanh", "Sqrt": "sqrt",
+    "Reciprocal": "reciprocal", "Softplus": "softplus", "Softsign": "softsign",
+    "HardSwish": "hard_swish", "Mish": "mish",
+}
+# unary ops with attributes: ONNX attr names equal the IR attr names
+_UNARY_ATTRS = {"LeakyRelu": "leaky_relu", "Elu": "elu", "Selu": "selu",
+                "HardSigmoid": "hard_sigmoid", "Gelu": "gelu"}
+
+
+def _unary(op: str) -> Handler:
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        return [ctx.emit(op, [ins[0]], **n.attrs)]
+
+    return handler
+
+
+for _onnx, _ir in {**_UNARY, **_UNARY_ATTRS}.items():
+    handles(_onnx, 6)(_unary(_ir))
+
+
+@handles("Identity", 1)
+def Identity_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ins[0]]
+
+
+@handles("Dropout", 1)
+def Dropout_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Inference: y = x, mask = all true."""
+    if len(ins) > 2 and ins[2] is not None:
+        training = ctx.need_const(ins[2], "Dropout training_mode")
+        if bool(training):
+            raise ctx.unsupported("training_mode=1")
+    mask = Const(np.ones(ctx.shape(ins[0]), np.bool_), ctx.base)
+    return [ins[0], mask]
+
+
+@handles("Cast", 6)
+def Cast_6(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    to = ir_dtype(ctx, n.attrs["to"])
+    if to == ctx.type(ins[0]).dtype:
+        return [ins[0]]
+    return [ctx.emit("cast", [ins[0]], to=to)]
+
+
+@handles("CastLike", 15)
+def CastLike_15(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    to = ctx.type(ins[1]).dtype
+    return [ins[0] if to == ctx.type(ins[0]).dtype else ctx.emit("cast", [ins[0]], to=to)]
+
+
+@handles("Clip", 6)
+def Clip_6(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("clip", [ins[0]], min=n.attrs.get("min", -3.4028234663852886e38),
+                     max=n.attrs.get("max", 3.4028234663852886e38))]
+
+
+@handles("Clip", 11)
+def Clip_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = min(max(x, lo), hi); constant bounds become attributes, others max/min nodes."""
+    x = ins[0]
+    lo = ins[1] if len(ins) > 1 else None
+    hi = ins[2] if len(ins) > 2 else None
+    if all(b is None or isinstance(b, Const) for b in (lo, hi)):
+        attrs = {}
+        if lo is not None:
+            attrs["min"] = float(lo.value)
+        if hi is not None:
+            attrs["max"] = float(hi.value)
+        return [ctx.emit("clip", [x], **attrs)]
+    if lo is not None:
+        x = ctx.emit("max", [x, lo])
+    if hi is not None:
+        x = ctx.emit("min", [x, hi])
+    return [x]
+
+
+@handles("Where", 9)
+def Where_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("where", [ins[0], ins[1], ins[2]])]
+
+
+@handles("BatchNormalization", 7)
+def BatchNormalization_7(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Inference form: y = (x - mean) / sqrt(var + eps) * scale + B along axis 1."""
+    if n.attrs.get("training_mode", 0) or n.attrs.get("spatial", 1) != 1:
+        raise ctx.unsupported("only inference-mode, spatial BatchNormalization is supported")
+    if len([o for o in n.outputs if o]) > 1:
+        raise ctx.unsupported("training outputs (running mean/var) are not supported")
+    y = ctx.emit("batch_norm", list(ins[:5]), epsilon=n.attrs.get("epsilon", 1e-5))
+    return [y]
+
+
+@handles("QuantizeLinear", 10)
+def QuantizeLinear_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = saturate(round(x / scale) + zero_point); zero_point defaults to uint8 0."""
+    if n.attrs.get("block_size", 0):
+        raise ctx.unsupported("blocked quantization (block_size) is not supported")
+    zp = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    if zp is None:
+        dt = ir_dtype(ctx, n.attrs["output_dtype"]) if n.attrs.get("output_dtype") else "u8"
+        zp = Const(np.zeros((), np.dtype({"u8": np.uint8, "i8": np.int8, "u16": np.uint16,
+                                          "i16": np.int16}.get(dt, np.uint8))), ctx.base)
+    axis = _axis(n.attrs.get("axis", 1), len(ctx.shape(ins[0])))
+    return [ctx.emit("quantize_linear", [ins[0], ins[1], zp], axis=axis)]
+
+
+@handles("DequantizeLinear", 10)
+def DequantizeLinear_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = (x - zero_point) * scale."""
+    if n.attrs.get("block_size", 0):
+        raise ctx.unsupported("blocked quantization (block_size) is not supported")
+    zp = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    if zp is None:
+        zp = Const(np.zeros((), ctx.type(ins[0]).np_dtype), ctx.base)
+    axis = _axis(n.attrs.get("axis", 1), len(ctx.shape(ins[0])))
+    return [ctx.emit("dequantize_linear", [ins[0], ins[1], zp], axis=axis)]
+
+
+# ------------------------------------------------------------------ nonlinear along an axis
+
+
+def _coerce_2d(op: str) -> Handler:
+    """Opset < 13 softmax family: apply on x reshaped to (prod(:axis), prod(axis:))."""
+
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        x = ins[0]
+        shape = ctx.shape(x)
+        axis = _axis(n.attrs.get("axis", 1), len(shape))
+        if axis == len(shape) - 1:
+            return [ctx.emit(op, [x], axis=axis)]
+        flat = ctx.reshape(x, (math.prod(shape[:axis]), math.prod(shape[axis:])))
+        return [ctx.reshape(ctx.emit(op, [flat], axis=1), shape)]
+
+    return handler
+
+
+def _softmax_13(op: str) -> Handler:
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        axis = _axis(n.attrs.get("axis", -1), len(ctx.shape(ins[0])))
+        return [ctx.emit(op, [ins[0]], axis=axis)]
+
+    return handler
+
+
+Softmax_1 = handles("Softmax", 1)(_coerce_2d("softmax"))
+Softmax_13 = handles("Softmax", 13)(_softmax_13("softmax"))
+LogSoftmax_1 = handles("LogSoftmax", 1)(_coerce_2d("log_softmax"))
+LogSoftmax_13 = handles("LogSoftmax", 13)(_softmax_13("log_softmax"))
+
+
+@handles("LRN", 1)
+def LRN_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("lrn", [ins[0]], **n.attrs)]
+
+
+@handles("LayerNormalization", 17)
+def LayerNormalization_17(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = (x - mean) / sqrt(var + eps) * scale + B over axes axis..; Mean/InvStdDev optional."""
+    x, scale = ins[0], ins[1]
+    rank = len(ctx.shape(x))
+    axis = _axis(n.attrs.get("axis", -1), rank)
+    eps = n.attrs.get("epsilon", 1e-5)
+    bias = ins[2] if len(ins) > 2 and ins[2] is not None else Const(
+        np.zeros(ctx.shape(scale), ctx.type(scale).np_dtype), ctx.base + ".bias")
+    if len([o for o in n.outputs if o]) == 1:
+        return [ctx.emit("layer_norm", [x, scale, bias], axis=axis, epsilon=eps)]
+    # statistics requested too: decompose (Mean and InvStdDev keep reduced dims as 1)
+    axes = list(range(axis, rank))
+    mean = ctx.emit("reduce_mean", [x], axes=axes, keepdims=1)
+    d = ctx.emit("sub", [x, mean])
+    var = ctx.emit("reduce_mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=1)
+    inv = ctx.emit("reciprocal", [ctx.emit("sqrt", [ctx.emit("add", [var, ctx.scalar(eps, x)])])])
+    y = ctx.emit("add", [ctx.emit("mul", [ctx.emit("mul", [d, inv]), scale]), bias])
+    return [y, mean, inv]
+
+
+@handles("RMSNormalization", 23)
+def RMSNormalization_23(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    axis = _axis(n.attrs.get("axis", -1), len(ctx.shape(ins[0])))
+    return [ctx.emit("rms_norm", [ins[0], ins[1]], axis=axis,
+                     epsilon=n.attrs.get("epsilon", 1e-5))]
+
+
+# ------------------------------------------------------------------ contraction
+
+
+@handles("MatMul", 1)
+def MatMul_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("matmul", [ins[0], ins[1]])]
+
+
+@handles("Gemm", 7)
+def Gemm_7(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = alpha * A' @ B' + beta * C; alpha/beta folded into constant B / C when possible."""
+    a, b = ins[0], ins[1]
+    c = ins[2] if len(ins) > 2 else None
+    alpha, beta = n.attrs.get("alpha", 1.0), n.attrs.get("beta", 1.0)
+    if n.attrs.get("transA", 0):
+        a = ctx.emit("transpose", [a], perm=[1, 0])
+    if n.attrs.get("transB", 0):
+        b = ctx.emit("transpose", [b], perm=[1, 0])
+    if alpha != 1.0 and isinstance(b, Const):
+        b, alpha = ctx.emit("mul", [b, ctx.scalar(alpha, b)]), 1.0
+    y = ctx.emit("matmul", [a, b])
+    if alpha != 1.0:
+        y = ctx.emit("mul", [y, ctx.scalar(alpha, y)])
+    if c is not None and beta != 0.0:
+        if beta != 1.0:
+            c = ctx.emit("mul", [c, ctx.scalar(beta, c)])
+        y = ctx.emit("add", [y, c])
+    return [y]
+
+
+@handles("Einsum", 12)
+def Einsum_12(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("einsum", list(ins), equation=n.attrs["equation"].replace(" ", ""))]
+
+
+def _spatial_attrs(ctx: Ctx, n: OnnxNode, in_shape: tuple[int, ...],
+                   kernel: list[int]) -> dict[str, Any]:
+    """strides / dilations / explicit pads, with auto_pad resolved (SAME_*: out = ceil(in/s))."""
+    nd = len(kernel)
+    strides = list(n.attrs.get("strides", [1] * nd))
+    dil = list(n.attrs.get("dilations", [1] * nd))
+    pads = list(n.attrs.get("pads", [0] * (2 * nd)))
+    auto = n.attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        for i in range(nd):
+            size = in_shape[2 + i]
+            out = -(-size // strides[i])
+            total = max((out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - size, 0)
+            small = total // 2
+            pads[i], pads[i + nd] = ((small, total - small) if auto == "SAME_UPPER"
+                                     else (total - small, small))
+    elif auto == "VALID":
+        pads = [0] * (2 * nd)
+    return {"strides": strides, "dilations": dil, "pads": pads}
+
+
+@handles("Conv", 1)
+def Conv_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    x, w = ins[0], ins[1]
+    kernel = list(ctx.shape(w)[2:])
+    attrs = _spatial_attrs(ctx, n, ctx.shape(x), kernel)
+    args = [x, w] + ([ins[2]] if len(ins) > 2 and ins[2] is not None else [])
+    return [ctx.emit("conv", args, group=n.attrs.get("group", 1), **attrs)]
+
+
+def _pool(op: str) -> Handler:
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        if len([o for o in n.outputs if o]) > 1:
+            raise ctx.unsupported("the Indices output of MaxPool is not supported")
+        kernel = list(n.attrs["kernel_shape"])
+        attrs = _spatial_attrs(ctx, n, ctx.shape(ins[0]), kernel)
+        attrs.update(kernel_shape=kernel, ceil_mode=n.attrs.get("ceil_mode", 0))
+        if op == "average_pool":
+            attrs["count_include_pad"] = n.attrs.get("count_include_pad", 0)
+        return [ctx.emit(op, [ins[0]], **attrs)]
+
+    return handler
+
+
+handles("MaxPool", 1)(_pool("max_pool"))
+handles("AveragePool", 1)(_pool("average_pool"))
+
+
+def _global_pool(op: str) -> Handler:
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        rank = len(ctx.shape(ins[0]))
+        return [ctx.emit(op, [ins[0]], axes=list(range(2, rank)), keepdims=1)]
+
+    return handler
+
+
+handles("GlobalAveragePool", 1)(_global_pool("reduce_mean"))
+handles("GlobalMaxPool", 1)(_global_pool("reduce_max"))
+
+
+# ------------------------------------------------------------------ reductions
+
+_REDUCE = {"ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max",
+           "ReduceMin": "reduce_min", "ReduceProd": "reduce_prod", "ReduceL1": "reduce_l1",
+           "ReduceL2": "reduce_l2", "ReduceSumSquare": "reduce_sum_square",
+           "ReduceLogSum": "reduce_log_sum", "ReduceLogSumExp": "reduce_log_sum_exp"}
+
+
+def _reduce(op: str, axes_as_input: bool) -> Handler:
+    """Axes from the attribute (old opsets) or the optional 2nd input; empty = all axes,
+    or identity when noop_with_empty_axes=1."""
+
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        x = ins[0]
+        rank = len(ctx.shape(x))
+        if axes_as_input:
+            given = ins[1] if len(ins) > 1 and ins[1] is not None else None
+            axes = _ints(ctx.need_const(given, "reduction axes")) if given is not None else []
+        else:
+            axes = list(n.attrs.get("axes", []))
+        if not axes:
+            if n.attrs.get("noop_with_empty_axes", 0):
+                return [x]
+            axes = list(range(rank))
+        axes = sorted({_axis(a, rank) for a in axes})
+        return [ctx.emit(op, [x], axes=axes, keepdims=n.attrs.get("keepdims", 1))]
+
+    return handler
+
+
+for _onnx, _ir in _REDUCE.items():
+    handles(_onnx, 1)(_reduce(_ir, False))
+    handles(_onnx, 13 if _onnx == "ReduceSum" else 18)(_reduce(_ir, True))
+
+
+def _arg(op: str) -> Handler:
+    def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+        axis = _axis(n.attrs.get("axis", 0), len(ctx.shape(ins[0])))
+        return [ctx.emit(op, [ins[0]], axis=axis, keepdims=n.attrs.get("keepdims", 1),
+                         select_last_index=n.attrs.get("select_last_index", 0))]
+
+    return handler
+
+
+handles("ArgMax", 1)(_arg("argmax"))
+handles("ArgMin", 1)(_arg("argmin"))
+
+
+# ------------------------------------------------------------------ data movement
+
+
+@handles("Reshape", 5)
+def Reshape_5(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Target shape: 0 copies the input dim (unless allowzero=1), -1 is inferred."""
+    x = ins[0]
+    shape = _ints(ctx.need_const(ins[1], "Reshape's shape"))
+    src = ctx.shape(x)
+    if not n.attrs.get("allowzero", 0):
+        shape = [src[i] if d == 0 else d for i, d in enumerate(shape)]
+    if -1 in shape:
+        known = math.prod(d for d in shape if d != -1)
+        shape[shape.index(-1)] = math.prod(src) // known if known else 0
+    return [ctx.reshape(x, shape)]
+
+
+@handles("Flatten", 1)
+def Flatten_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    shape = ctx.shape(ins[0])
+    axis = _axis(n.attrs.get("axis", 1), len(shape))
+    return [ctx.reshape(ins[0], (math.prod(shape[:axis]), math.prod(shape[axis:])))]
+
+
+def _squeeze(ctx: Ctx, x: V, axes: list[int] | None) -> V:
+    shape = ctx.shape(x)
+    if axes is None:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    axes = {_axis(a, len(shape)) for a in axes}
+    return ctx.reshape(x, [d for i, d in enumerate(shape) if i not in axes])
+
+
+def _unsqueeze(ctx: Ctx, x: V, axes: list[int]) -> V:
+    shape = list(ctx.shape(x))
+    rank = len(shape) + len(axes)
+    for a in sorted(_axis(a, rank) for a in axes):
+        shape.insert(a, 1)
+    return ctx.reshape(x, shape)
+
+
+@handles("Squeeze", 1)
+def Squeeze_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [_squeeze(ctx, ins[0], n.attrs.get("axes"))]
+
+
+@handles("Squeeze", 13)
+def Squeeze_13(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    axes = None
+    if len(ins) > 1 and ins[1] is not None:
+        axes = _ints(ctx.need_const(ins[1], "Squeeze axes"))
+    return [_squeeze(ctx, ins[0], axes)]
+
+
+@handles("Unsqueeze", 1)
+def Unsqueeze_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [_unsqueeze(ctx, ins[0], list(n.attrs["axes"]))]
+
+
+@handles("Unsqueeze", 13)
+def Unsqueeze_13(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [_unsqueeze(ctx, ins[0], _ints(ctx.need_const(ins[1], "Unsqueeze axes")))]
+
+
+@handles("Transpose", 1)
+def Transpose_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    rank = len(ctx.shape(ins[0]))
+    perm = [_axis(p, rank) for p in n.attrs.get("perm", list(range(rank))[::-1])]
+    if perm == list(range(rank)):
+        return [ins[0]]
+    return [ctx.emit("transpose", [ins[0]], perm=perm)]
+
+
+@handles("Concat", 4)
+def Concat_4(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    vals = [v for v in ins if v is not None]
+    axis = _axis(n.attrs["axis"], len(ctx.shape(vals[0])))
+    if len(vals) == 1:
+        return [vals[0]]
+    return [ctx.emit("concat", vals, axis=axis)]
+
+
+def _split(ctx: Ctx, n: OnnxNode, x: V, sizes: list[int] | None) -> list[V | None]:
+    shape = ctx.shape(x)
+    axis = _axis(n.attrs.get("axis", 0), len(shape))
+    dim = shape[axis]
+    if sizes is None:
+        k = n.attrs.get("num_outputs", len(n.outputs))
+        chunk = -(-dim // k)
+        sizes = [min(chunk, dim - i * chunk) for i in range(k)]
+    if len(sizes) == 1:
+        return [x]
+    return list(ctx.emit_n("split", [x], {"axis": axis, "sizes": sizes}))
+
+
+@handles("Split", 2)
+def Split_2(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return _split(ctx, n, ins[0], list(n.attrs["split"]) if "split" in n.attrs else None)
+
+
+@handles("Split", 13)
+def Split_13(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    sizes = None
+    if len(ins) > 1 and ins[1] is not None:
+        sizes = _ints(ctx.need_const(ins[1], "Split sizes"))
+    return _split(ctx, n, ins[0], sizes)
+
+
+def _slice(ctx: Ctx, x: V, starts: list[int], ends: list[int], axes: list[int] | None,
+           steps: list[int] | None) -> V:
+    """Canonical per-axis (start, end, step), clamped as ONNX Slice specifies."""
+    shape = ctx.shape(x)
+    rank = len(shape)
+    axes = list(range(len(starts))) if axes is None else [_axis(a, rank) for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    s_all, e_all, k_all = [0] * rank, list(shape), [1] * rank
+    for a, s, e, k in zip(axes, starts, ends, steps, strict=True):
+        d = shape[a]
+        s = s + d if s < 0 else s
+        e = e + d if e < 0 else e
+        if k > 0:
+            s, e = min(max(s, 0), d), min(max(e, 0), d)
+        else:
+            s, e = min(max(s, 0), d - 1), min(max(e, -1), d - 1)
+        s_all[a], e_all[a], k_all[a] = s, e, k
+    if s_all == [0] * rank and e_all == list(shape) and k_all == [1] * rank:
+        return x
+    return ctx.emit("slice", [x], starts=s_all, ends=e_all, steps=k_all)
+
+
+@handles("Slice", 1)
+def Slice_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [_slice(ctx, ins[0], list(n.attrs["starts"]), list(n.attrs["ends"]),
+                   n.attrs.get("axes"), None)]
+
+
+@handles("Slice", 10)
+def Slice_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    def opt(i: int, what: str) -> list[int] | None:
+        return _ints(ctx.need_const(ins[i], what)) if len(ins) > i and ins[i] is not None \
+            else None
+
+    starts, ends = opt(1, "Slice starts"), opt(2, "Slice ends")
+    return [_slice(ctx, ins[0], starts, ends, opt(3, "Slice axes"), opt(4, "Slice steps"))]
+
+
+@handles("Gather", 1)
+def Gather_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    axis = _axis(n.attrs.get("axis", 0), len(ctx.shape(ins[0])))
+    return [ctx.emit("gather", [ins[0], ins[1]], axis=axis)]
+
+
+@handles("GatherElements", 11)
+def GatherElements_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    axis = _axis(n.attrs.get("axis", 0), len(ctx.shape(ins[0])))
+    return [ctx.emit("gather_elements", [ins[0], ins[1]], axis=axis)]
+
+
+@handles("ArrayFeatureExtractor", 1)
+def ArrayFeatureExtractor_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """ai.onnx.ml: y = x[..., indices.flatten()] (a 1-D x gives shape [1, k])."""
+    x, idx = ins[0], ins[1]
+    k = math.prod(ctx.shape(idx))
+    idx = ctx.reshape(idx, [k])
+    shape = ctx.shape(x)
+    y = ctx.emit("gather", [x, idx], axis=len(shape) - 1)
+    return [ctx.reshape(y, [1, k]) if len(shape) == 1 else y]
+
+
+@handles("Expand", 8)
+def Expand_8(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = x broadcast with the target shape (numpy rules, both ways)."""
+    target = _ints(ctx.need_const(ins[1], "Expand shape"))
+    shape = list(np.broadcast_shapes(ctx.shape(ins[0]), tuple(target)))
+    if tuple(shape) == ctx.shape(ins[0]):
+        return [ins[0]]
+    return [ctx.emit("expand", [ins[0]], shape=shape)]
+
+
+@handles("Tile", 6)
+def Tile_6(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("tile", [ins[0]], repeats=_ints(ctx.need_const(ins[1], "Tile repeats")))]
+
+
+@handles("Pad", 2)
+def Pad_2(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("pad", [ins[0]], pads=list(n.attrs["pads"]),
+                     mode=n.attrs.get("mode", "constant"), value=n.attrs.get("value", 0.0))]
+
+
+@handles("Pad", 11)
+def Pad_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """pads (begin..., end...) for the listed axes (all by default); constant value input."""
+    rank = len(ctx.shape(ins[0]))
+    given = _ints(ctx.need_const(ins[1], "Pad pads"))
+    value = 0.0
+    if len(ins) > 2 and ins[2] is not None:
+        v = ctx.need_const(ins[2], "Pad constant_value")
+        value = float(v.reshape(-1)[0]) if v.size else 0.0
+    axes = list(range(rank))
+    if len(ins) > 3 and ins[3] is not None:
+        axes = [_axis(a, rank) for a in _ints(ctx.need_const(ins[3], "Pad axes"))]
+    pads = [0] * (2 * rank)
+    k = len(axes)
+    for j, a in enumerate(axes):
+        pads[a], pads[a + rank] = given[j], given[j + k]
+    return [ctx.emit("pad", [ins[0]], pads=pads, mode=n.attrs.get("mode", "constant"),
+                     value=value)]
+
+
+@handles("Trilu", 14)
+def Trilu_14(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    k = 0
+    if len(ins) > 1 and ins[1] is not None:
+        k = int(ctx.need_const(ins[1], "Trilu k"))
+    return [ctx.emit("trilu", [ins[0]], upper=n.attrs.get("upper", 1), k=k)]
+
+
+@handles("DepthToSpace", 1)
+def DepthToSpace_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("depth_to_space", [ins[0]], blocksize=n.attrs["blocksize"],
+                     mode=n.attrs.get("mode", "DCR"))]
+
+
+@handles("SpaceToDepth", 1)
+def SpaceToDepth_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("space_to_depth", [ins[0]], blocksize=n.attrs["blocksize"])]
+
+
+# ------------------------------------------------------------------ compile-time only (folded)
+
+
+def _const_from_tensor_attr(ctx: Ctx, t: Any) -> np.ndarray:
+    from onnx import numpy_helper
+
+    ir_dtype(ctx, t.data_type)
+    return numpy_helper.to_array(t)
+
+
+@handles("Constant", 1)
+def Constant_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    a = n.attrs
+    if "value" in a:
+        arr = _const_from_tensor_attr(ctx, a["value"])
+    elif "value_float" in a:
+        arr = np.asarray(a["value_float"], np.float32)
+    elif "value_floats" in a:
+        arr = np.asarray(a["value_floats"], np.float32)
+    elif "value_int" in a:
+        arr = np.asarray(a["value_int"], np.int64)
+    elif "value_ints" in a:
+        arr = np.asarray(a["value_ints"], np.int64)
+    else:
+        raise ctx.unsupported(f"Constant with attributes {sorted(a)} (string/sparse)")
+    return [Const(arr, n.outputs[0])]
+
+
+@handles("Shape", 1)
+def Shape_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Static shapes make Shape a constant: shape(x)[start:end]."""
+    shape = ctx.shape(ins[0])
+    start, end = n.attrs.get("start", 0), n.attrs.get("end", len(shape))
+    return [Const(np.asarray(shape[start:end] if "end" in n.attrs else shape[start:],
+                             np.int64), ctx.base)]
+
+
+@handles("Size", 1)
+def Size_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [Const(np.asarray(math.prod(ctx.shape(ins[0])), np.int64), ctx.base)]
+
+
+@handles("ConstantOfShape", 9)
+def ConstantOfShape_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    shape = _ints(ctx.need_const(ins[0], "ConstantOfShape's shape"))
+    value = np.zeros(1, np.float32)
+    if "value" in n.attrs:
+        value = _const_from_tensor_attr(ctx, n.attrs["value"]).reshape(-1)
+    return [Const(np.full(shape, value[0], value.dtype), ctx.base)]
+
+
+@handles("Range", 11)
+def Range_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = start, start + delta, ... while < limit (> for negative delta)."""
+    start, limit, delta = (ctx.need_const(v, "Range operands") for v in ins[:3])
+    count = max(int(np.ceil((limit - start) / delta)), 0)
+    y = (start + np.arange(count) * delta).astype(start.dtype)
+    return [Const(y, ctx.base)]
+
+
+@handles("EyeLike", 9)
+def EyeLike_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    t = ctx.type(ins[0])
+    dt = ir_dtype(ctx, n.attrs["dtype"]) if "dtype" in n.attrs else t.dtype
+    from opmlc.ir.graph import DTYPES
+
+    arr = np.eye(t.shape[0], t.shape[1], n.attrs.get("k", 0), dtype=DTYPES[dt])
+    return [Const(arr, ctx.base)]
+
+
+def supported_ops() -> dict[str, int]:
+    """ONNX op type -> lowest opset served."""
+    return {op: min(v) for op, v in HANDLERS.items()}
+
+
+__all__ = ["HANDLERS", "lookup", "supported_ops", "ir_dtype", "ONNX_DTYPES", "dtype_name"]

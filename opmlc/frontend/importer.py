@@ -1,0 +1,196 @@
+"""ONNX -> IR import.
+
+``import_onnx(model, shapes)``:
+  1. load (path with external data relative to the file, or a ModelProto);
+  2. check opsets (ai.onnx >= 7) and collect EVERY unsupported (op, opset, node)
+     into one :class:`UnsupportedOpsError`;
+  3. fix graph input shapes (``shapes`` overrides dynamic dims; a dynamic dim
+     without it is a :class:`ShapeError` naming the input and the flag);
+  4. convert nodes in topological order through :mod:`handlers`, folding every
+     node whose inputs are all constants (so Shape/Gather/Concat/Range chains,
+     casts of constants, Identity and inference Dropout vanish);
+  5. run the IR passes (BatchNorm folding, dead code) with the verifier after each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from opmlc.errors import ModelLoadError, ShapeError, UnsupportedOpsError
+from opmlc.frontend.context import Const, Ctx, OnnxNode, V
+from opmlc.frontend.handlers import ONNX_DTYPES, lookup
+from opmlc.frontend.passes import run_passes
+from opmlc.ir.graph import Graph, TensorType
+
+MIN_OPSET = 7
+DOMAINS = {"": "", "ai.onnx": "", "ai.onnx.ml": "ai.onnx.ml"}
+
+
+def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
+    """The ModelProto of ``model``, external data loaded; ModelLoadError if unreadable."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {str(path)!r} does not exist or is not a file")
+    try:
+        return onnx.load(str(path), load_external_data=True)
+    except Exception as e:  # noqa: BLE001 - any decode failure is the user's file
+        raise ModelLoadError(f"cannot read ONNX model {str(path)!r}: {e}") from None
+
+
+def _opsets(m: onnx.ModelProto) -> dict[str, int]:
+    out = {DOMAINS.get(o.domain, o.domain): o.version for o in m.opset_import}
+    if m.ir_version < 3 and "" not in out:
+        out[""] = 1
+    if out.get("", MIN_OPSET) < MIN_OPSET:
+        raise ModelLoadError(f"model uses ai.onnx opset {out['']}; opmlc supports opsets "
+                             f"{MIN_OPSET}..{onnx.defs.onnx_opset_version()} (upgrade it with "
+                             "onnx.version_converter.convert_version)")
+    return out
+
+
+def check_supported(m: onnx.ModelProto) -> None:
+    """Raise one UnsupportedOpsError listing every unsupported node in ``m``."""
+    opsets = _opsets(m)
+    bad: list[tuple[str, int, str]] = []
+    for i, node in enumerate(m.graph.node):
+        domain = DOMAINS.get(node.domain, node.domain)
+        ver = opsets.get(domain, 0)
+        name = node.name or f"#{i}"
+        if domain not in ("", "ai.onnx.ml") or lookup(node.op_type, ver) is None:
+            op = f"{node.domain}.{node.op_type}" if domain else node.op_type
+            bad.append((op, ver, name))
+    if bad:
+        raise UnsupportedOpsError(bad)
+
+
+def _input_type(vi: onnx.ValueInfoProto, shapes: dict[str, tuple[int, ...]]) -> TensorType:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type") or tt.elem_type not in ONNX_DTYPES:
+        raise UnsupportedOpsError([], f"graph input {vi.name!r} is not a tensor of a supported "
+                                      "element type")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    if vi.name in shapes:
+        given = tuple(int(d) for d in shapes[vi.name])
+        if len(given) != len(dims) or any(d is not None and d != s for d, s in zip(
+                dims, given, strict=False)):
+            raise ShapeError(f"--shape {vi.name}={'x'.join(map(str, given))} does not match "
+                             f"the model's input shape {_dims_text(tt)}")
+        return TensorType(ONNX_DTYPES[tt.elem_type], given)
+    if not tt.HasField("shape") or None in dims:
+        example = "x".join(str(d) if d is not None else "N" for d in dims) or "1x3x224x224"
+        raise ShapeError(f"graph input {vi.name!r} has dynamic shape {_dims_text(tt)}; "
+                         f"fix it with --shape {vi.name}={example} "
+                         f"(API: shapes={{{vi.name!r}: (...)}})")
+    return TensorType(ONNX_DTYPES[tt.elem_type], tuple(dims))
+
+
+def _dims_text(tt: Any) -> str:
+    if not tt.HasField("shape"):
+        return "[unknown rank]"
+    return "[" + ",".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
+                          for d in tt.shape.dim) + "]"
+
+
+def _decode_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _convert_node(ctx: Ctx, node: onnx.NodeProto, idx: int, opset: int,
+                  env: dict[str, V]) -> None:
+    name = node.name or f"#{idx}"
+    out_names = list(node.output)
+    ctx.node = OnnxNode(node.op_type, name, opset, _decode_attrs(node), out_names)
+    ctx.base = next((o for o in out_names if o), name)
+    ins = [env[i] if i else None for i in node.input]
+    handler = lookup(node.op_type, opset)
+    assert handler is not None  # check_supported ran first
+    start = len(ctx.g.nodes)
+    try:
+        outs = list(handler(ctx, ctx.node, ins))
+    except (KeyError, ValueError, IndexError, TypeError) as e:
+        raise UnsupportedOpsError([(node.op_type, opset, name)],
+                                  f"cannot convert this node: {type(e).__name__}: {e}") from None
+    _name_results(ctx, start, out_names, outs)
+    for o, v in zip(out_names, outs, strict=False):
+        if o and v is not None:
+            env[o] = v
+
+
+def _rename(ctx: Ctx, start: int, old: str, new: str) -> None:
+    """Rename a value created by the nodes ``ctx.g.nodes[start:]`` (nothing else uses it)."""
+    for n in ctx.g.nodes[start:]:
+        n.inputs = tuple(new if i == old else i for i in n.inputs)
+        n.outputs = tuple(new if o == old else o for o in n.outputs)
+    ctx.g.types[new] = ctx.g.types.pop(old)
+
+
+def _name_results(ctx: Ctx, start: int, out_names: list[str], outs: list[V | None]) -> None:
+    """Give a node's results their ONNX names (intermediates keep suffixed names)."""
+    created = {o for n in ctx.g.nodes[start:] for o in n.outputs}
+    for i, (o, v) in enumerate(zip(out_names, outs, strict=False)):
+        if not o or not isinstance(v, str) or v == o or v not in created:
+            continue
+        if o in ctx.g.types:
+            if o not in created:
+                continue
+            _rename(ctx, start, o, ctx.g.fresh_name(o))
+        _rename(ctx, start, v, o)
+        outs[i] = o
+
+
+def _bind_outputs(ctx: Ctx, graph: onnx.GraphProto, env: dict[str, V]) -> None:
+    """Graph outputs keep their ONNX names (an identity node or a named const if aliased)."""
+    for out in graph.output:
+        v = env[out.name]
+        if isinstance(v, Const):
+            if out.name in ctx.g.types:
+                raise ModelLoadError(f"output {out.name!r} clashes with another value name")
+            ctx.g.consts[out.name] = np.ascontiguousarray(v.value)
+            ctx.g.types[out.name] = TensorType.of(v.value)
+        elif v != out.name:
+            ctx.base = out.name
+            v = ctx.emit("identity", [v])
+        ctx.g.outputs.append(out.name if isinstance(v, Const) else v)
+
+
+def import_onnx(model: str | Path | onnx.ModelProto,
+                shapes: dict[str, tuple[int, ...]] | None = None,
+                fold_batch_norm: bool = True) -> Graph:
+    """ONNX model -> verified IR graph with static shapes (see module docstring)."""
+    m = load_model(model)
+    check_supported(m)
+    opsets = _opsets(m)
+    shapes = dict(shapes or {})
+    graph = m.graph
+    ctx = Ctx()
+    ctx.g.name = "main"
+    env: dict[str, V] = {}
+    for t in graph.initializer:
+        env[t.name] = Const(numpy_helper.to_array(t), t.name)
+    for t in graph.sparse_initializer:
+        raise UnsupportedOpsError([], f"sparse initializer {t.values.name!r} is not supported")
+    real_inputs = [vi for vi in graph.input if vi.name not in env]
+    unknown = set(shapes) - {vi.name for vi in real_inputs}
+    if unknown:
+        raise ShapeError(f"--shape names unknown input(s) {sorted(unknown)}; the model's "
+                         f"inputs are {[vi.name for vi in real_inputs]}")
+    for vi in real_inputs:
+        ctx.g.inputs.append(vi.name)
+        ctx.g.types[vi.name] = _input_type(vi, shapes)
+        env[vi.name] = vi.name
+    for idx, node in enumerate(graph.node):
+        domain = DOMAINS.get(node.domain, node.domain)
+        _convert_node(ctx, node, idx, opsets[domain], env)
+    _bind_outputs(ctx, graph, env)
+    return run_passes(ctx.g, fold_batch_norm=fold_batch_norm)
