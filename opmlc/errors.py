@@ -34,6 +34,18 @@ class ShapeError(OpmlcError):
     """A shape is dynamic, inconsistent, or not computable at compile time."""
 
 
+class NeedsConstantError(ShapeError):
+    """A shape-like operand (Reshape's shape, Slice's starts, ...) is a run-time value.
+
+    ``input_name`` is set when that operand is a graph input, so a caller that
+    knows its value (the ONNX backend API) can specialise the model on it.
+    """
+
+    def __init__(self, msg: str, input_name: str | None = None) -> None:
+        super().__init__(msg)
+        self.input_name = input_name
+
+
 class IRError(OpmlcError):
     """An IR graph breaks an invariant checked by :func:`opmlc.ir.verify`."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from opmlc.errors import ShapeError, UnsupportedOpsError
+from opmlc.errors import NeedsConstantError, UnsupportedOpsError
 from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc.ir.ops import canonical_attrs, infer_types, run_ref
 
@@ -68,9 +68,11 @@ class Ctx:
         """The constant value of ``v``; a ShapeError if it is only known at run time."""
         if isinstance(v, Const):
             return v.value
-        raise ShapeError(f"{self.node.where() if self.node else 'node'}: {what} must be a "
-                         "compile-time constant (opmlc compiles static graphs); fix the "
-                         "input shapes with --shape or re-export with static shapes")
+        graph_input = v if isinstance(v, str) and v in self.g.inputs else None
+        raise NeedsConstantError(
+            f"{self.node.where() if self.node else 'node'}: {what} must be a compile-time "
+            "constant (opmlc compiles static graphs); fix the input shapes with --shape or "
+            "re-export with static shapes", graph_input)
 
     def unsupported(self, detail: str) -> UnsupportedOpsError:
         n = self.node
@@ -82,7 +84,7 @@ class Ctx:
         if isinstance(v, str):
             return v
         if v.ir_name is None:
-            v.ir_name = self.g.add_const(v.hint, np.ascontiguousarray(v.value))
+            v.ir_name = self.g.add_const(v.hint, np.array(v.value, order="C"))
         return v.ir_name
 
     # ------------------------------------------------------------ emission

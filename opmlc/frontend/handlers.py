@@ -658,7 +658,8 @@ def DepthToSpace_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]
 
 @handles("SpaceToDepth", 1)
 def SpaceToDepth_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
-    return [ctx.emit("space_to_depth", [ins[0]], blocksize=n.attrs["blocksize"])]
+    return [ctx.emit("space_to_depth", [ins[0]], blocksize=n.attrs["blocksize"],
+                     mode=n.attrs.get("mode", "DCR"))]
 
 
 # ------------------------------------------------------------------ compile-time only (folded)

@@ -138,15 +138,17 @@ def _rename(ctx: Ctx, start: int, old: str, new: str) -> None:
 def _name_results(ctx: Ctx, start: int, out_names: list[str], outs: list[V | None]) -> None:
     """Give a node's results their ONNX names (intermediates keep suffixed names)."""
     created = {o for n in ctx.g.nodes[start:] for o in n.outputs}
-    for i, (o, v) in enumerate(zip(out_names, outs, strict=False)):
+    for o, v in zip(out_names, outs, strict=False):  # sees the renames below
         if not o or not isinstance(v, str) or v == o or v not in created:
             continue
         if o in ctx.g.types:
             if o not in created:
                 continue
-            _rename(ctx, start, o, ctx.g.fresh_name(o))
+            moved = ctx.g.fresh_name(o)
+            _rename(ctx, start, o, moved)
+            outs[:] = [moved if x == o else x for x in outs]
         _rename(ctx, start, v, o)
-        outs[i] = o
+        outs[:] = [o if x == v else x for x in outs]
 
 
 def _bind_outputs(ctx: Ctx, graph: onnx.GraphProto, env: dict[str, V]) -> None:
@@ -156,7 +158,7 @@ def _bind_outputs(ctx: Ctx, graph: onnx.GraphProto, env: dict[str, V]) -> None:
         if isinstance(v, Const):
             if out.name in ctx.g.types:
                 raise ModelLoadError(f"output {out.name!r} clashes with another value name")
-            ctx.g.consts[out.name] = np.ascontiguousarray(v.value)
+            ctx.g.consts[out.name] = np.array(v.value, order="C")
             ctx.g.types[out.name] = TensorType.of(v.value)
         elif v != out.name:
             ctx.base = out.name

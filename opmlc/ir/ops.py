@@ -811,12 +811,13 @@ def _depth_to_space(x: np.ndarray, blocksize: int, mode: str) -> np.ndarray:
     return t.reshape(n, c // (b * b), h * b, w * b)
 
 
-@_movement("space_to_depth", attrs={"blocksize": REQUIRED})
-def _space_to_depth(x: np.ndarray, blocksize: int) -> np.ndarray:
-    """Rearrange (N, C, H*b, W*b) -> (N, C*b*b, H, W), inverse of depth_to_space DCR."""
+@_movement("space_to_depth", attrs={"blocksize": REQUIRED, "mode": "DCR"})
+def _space_to_depth(x: np.ndarray, blocksize: int, mode: str) -> np.ndarray:
+    """Rearrange (N, C, H*b, W*b) -> (N, C*b*b, H, W), inverse of depth_to_space ``mode``."""
     n, c, h, w = x.shape
     b = blocksize
-    t = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    perm = (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)
+    t = x.reshape(n, c, h // b, b, w // b, b).transpose(perm)
     return t.reshape(n, c * b * b, h // b, w // b)
 
 

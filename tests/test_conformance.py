@@ -1,0 +1,44 @@
+"""The official ONNX node conformance cases through ``opmlc.onnx_backend``.
+
+Parametrized over every case whose ops the engine claims; known failures are
+listed per op in ``conformance_xfail.py`` (strict xfail).  Cases of unclaimed ops
+are not run here; ``docs/conformance.md`` counts them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conformance_cases import all_cases, claimed, run_case
+from conformance_xfail import TESTED_ENGINES, xfail_reason
+
+from opmlc.onnx_backend import engines
+
+
+def _params() -> list:
+    params = []
+    table = engines()
+    for engine in TESTED_ENGINES:
+        claims = table[engine].claims
+        for case in all_cases():
+            if not claimed(case, claims):
+                continue
+            reason = xfail_reason(engine, case.op, case.name)
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(engine, case, id=f"{engine}-{case.name}", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("engine", "case"), _params())
+def test_node_case(engine: str, case) -> None:  # noqa: ANN001 - conformance_cases.Case
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run_case(case, engine)
+
+
+def test_conformance_claims_many_cases() -> None:
+    """The float engine claims several hundred cases (a guard against silent un-claiming)."""
+    n = sum(claimed(c, engines()["float"].claims) for c in all_cases())
+    assert n >= 800
