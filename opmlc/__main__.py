@@ -1,0 +1,5 @@
+"""``python -m opmlc`` is the ``opmlc`` command."""
+
+from opmlc.cli import main
+
+raise SystemExit(main())
