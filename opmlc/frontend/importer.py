@@ -160,6 +160,10 @@ def _bind_outputs(ctx: Ctx, graph: onnx.GraphProto, env: dict[str, V]) -> None:
                 raise ModelLoadError(f"output {out.name!r} clashes with another value name")
             ctx.g.consts[out.name] = np.array(v.value, order="C")
             ctx.g.types[out.name] = TensorType.of(v.value)
+        elif v != out.name and out.name not in ctx.g.types and v not in ctx.g.inputs \
+                and v not in ctx.g.outputs:
+            _rename(ctx, 0, v, out.name)  # an alias (Identity, Dropout): take the ONNX name
+            v = out.name
         elif v != out.name:
             ctx.base = out.name
             v = ctx.emit("identity", [v])
