@@ -126,6 +126,8 @@ def graphs(draw: st.DrawFn) -> Graph:
         t = g.types[src]
         kind = draw(st.sampled_from(["unary", "binary", "reshape", "reduce", "softmax",
                                      "leaky"]))
+        if t.rank == 0 and kind in ("reduce", "softmax"):
+            kind = "unary"
         ins: list[str] = [src]
         attrs: dict = {}
         if kind == "unary":
