@@ -11,9 +11,11 @@ Engines are a table: ``ENGINES[name] = Engine(name, factory, claims)``, where
 ``factory(graph) -> run(inputs: dict[str, ndarray]) -> dict[str, ndarray]``
 compiles an imported float IR graph, and ``claims(op_type, opset) -> bool``
 says which ONNX ops the engine answers for in the conformance run.  Other
-layers plug in with :func:`register_engine` (``int`` from ``opmlc.quantize``,
-``native`` / ``vm`` from ``opmlc.backend``); the modules in ``ENGINE_MODULES``
-are imported on first use so that their registrations run.
+layers plug in without importing this module (which sits above them): a
+package in ``ENGINE_MODULES`` (``opmlc.quantize`` for ``int``, ``opmlc.backend``
+for ``native`` / ``vm``) exposes a module-level ``ENGINES`` dict of name ->
+factory (or :class:`Engine`), merged on first use of :func:`engines`.
+:func:`register_engine` adds one directly.
 """
 
 from __future__ import annotations
@@ -70,11 +72,15 @@ def engines() -> dict[str, Engine]:
     global _plugins_loaded
     if not _plugins_loaded:
         _plugins_loaded = True
-        for mod in ENGINE_MODULES:
+        for name in ENGINE_MODULES:
             try:
-                importlib.import_module(mod)
+                mod = importlib.import_module(name)
             except ImportError:
-                pass  # layer not built yet: its engines are simply absent
+                continue  # layer not built yet: its engines are simply absent
+            for key, eng in getattr(mod, "ENGINES", {}).items():
+                if key not in ENGINES:
+                    ENGINES[key] = eng if isinstance(eng, Engine) else Engine(
+                        key, eng, float_claims, f"from {name}")
     return ENGINES
 
 
