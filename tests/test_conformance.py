@@ -42,3 +42,20 @@ def test_conformance_claims_many_cases() -> None:
     """The float engine claims several hundred cases (a guard against silent un-claiming)."""
     n = sum(claimed(c, engines()["float"].claims) for c in all_cases())
     assert n >= 800
+
+
+def test_backend_module_api() -> None:
+    """Module-level functions as in onnxruntime.backend."""
+    from onnx import helper
+
+    import opmlc.onnx_backend as backend
+
+    assert backend.supports_device("CPU") and not backend.supports_device("CUDA")
+    node = helper.make_node("Relu", ["x"], ["y"])
+    x = np.array([[-1.0, 2.0]], np.float32)
+    (y,) = backend.run_node(node, [x])
+    np.testing.assert_array_equal(y, [[0.0, 2.0]])
+    with pytest.raises(Exception, match="unknown engine"):
+        backend.prepare(helper.make_model(helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("x", 1, [1, 2])],
+            [helper.make_tensor_value_info("y", 1, [1, 2])])), engine="nope")
