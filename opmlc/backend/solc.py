@@ -135,8 +135,11 @@ def compile_solidity(sources: dict[str, str], contract: str) -> bytes:
     if not code:
         raise SolcError(f"contract {contract!r} has no bytecode (abstract or interface?)")
     if hit is not None:
-        hit.parent.mkdir(parents=True, exist_ok=True)
-        tmp = hit.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(code)
-        tmp.replace(hit)
+        try:  # best effort: a read-only cache only costs a recompile
+            hit.parent.mkdir(parents=True, exist_ok=True)
+            tmp = hit.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(code)
+            tmp.replace(hit)
+        except OSError:
+            pass
     return bytes.fromhex(code)

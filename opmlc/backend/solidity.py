@@ -69,6 +69,8 @@ def _reg_check(fmt: Fmt) -> str:
     fields = [f for f in isa.FMT_FIELDS[fmt] if f != "imm"]
     if not fields:
         return "false"
+    if len(fields) == 1:
+        return f"{fields[0]} >= NUM_REGS"
     return f"({' | '.join(fields)}) >= NUM_REGS"
 
 
@@ -305,6 +307,8 @@ $sys_block
     }
 
     /// @notice R-format results: rd = f(a = rs1, b = rs2, d = rd) mod 2^64.
+    /// @dev Here and in the other _format* functions the parameters are named a, b, d (not
+    ///      _a, ...) because the table's Solidity expressions refer to them by those names.
     function _formatR(uint256 _op, uint256 a, uint256 b, uint256 d)
         internal
         pure
