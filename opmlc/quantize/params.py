@@ -1,0 +1,146 @@
+"""Quantization parameters, the two schemes' policies, and real -> (multiplier, shift).
+
+A quantized value ``q`` of a real tensor ``x`` satisfies ``x ~= (q - zero_point) * scale``.
+Scheme ``fixed``: ``scale = 2^-frac_bits``, zero point 0, activations ``i32`` holding
+nominally ``act_bits`` significant bits (the calibrated absmax maps below
+``2^(act_bits-1)``, the rest of the word is headroom), weights ``i16``.
+Scheme ``int8``: activations ``i8`` with an affine (scale, zero point) from the
+calibrated [min, max] (widened to contain 0), weights ``i8`` symmetric per output channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from opmlc.quantize import prim as P
+
+TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class QParams:
+    """real = (q - zero_point) * scale; ``scale`` is a tuple along ``axis`` when per-channel."""
+
+    dtype: str
+    scale: float | tuple[float, ...]
+    zero_point: int = 0
+    frac_bits: int | None = None
+    axis: int | None = None
+
+    def _s(self, ndim: int) -> np.ndarray:
+        s = np.asarray(self.scale, np.float64)
+        if s.ndim and self.axis is not None:
+            shp = [1] * ndim
+            shp[self.axis] = -1
+            s = s.reshape(shp)
+        return s
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """q = sat_T(floor(x / scale + 1/2) + zero_point) (the edge rule; float, not part of the
+        exact integer semantics)."""
+        x = np.asarray(x, np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            q = np.floor(x / self._s(x.ndim) + 0.5)
+        q = np.nan_to_num(q, nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
+        q = np.clip(q, -(2.0**62), 2.0**62).astype(np.int64) + self.zero_point
+        return P.saturate(q, self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        q = np.asarray(q)
+        return ((q.astype(np.float64) - self.zero_point) * self._s(q.ndim)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point,
+                "frac_bits": self.frac_bits, "axis": self.axis}
+
+
+class FixedPolicy:
+    """Power-of-two scales: frac_bits = floor(log2((2^(bits-1) - 1) / absmax))."""
+
+    name = "fixed"
+    act_dtype = "i32"
+
+    def __init__(self, act_bits: int = 24, weight_bits: int = 16) -> None:
+        self.act_bits = act_bits
+        self.weight_bits = weight_bits
+
+    @staticmethod
+    def _frac(absmax: float, bits: int) -> int:
+        absmax = max(float(absmax), TINY)
+        return int(min(max(math.floor(math.log2(((1 << (bits - 1)) - 1) / absmax)), -40), 60))
+
+    def act(self, lo: float, hi: float) -> QParams:
+        f = self._frac(max(abs(lo), abs(hi)), self.act_bits)
+        return QParams("i32", 2.0 ** -f, 0, f)
+
+    def weight(self, w: np.ndarray, axis: int) -> tuple[QParams, np.ndarray]:
+        f = self._frac(float(np.max(np.abs(w))) if w.size else 0.0, self.weight_bits)
+        p = QParams("i16" if self.weight_bits <= 16 else "i32", 2.0 ** -f, 0, f)
+        return p, p.quantize(w)
+
+
+class Int8Policy:
+    """Affine int8 activations, symmetric per-channel int8 weights (scale = absmax / 127)."""
+
+    name = "int8"
+    act_dtype = "i8"
+
+    def act(self, lo: float, hi: float) -> QParams:
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if hi - lo < TINY:
+            hi = lo + TINY
+        scale = (hi - lo) / 255.0
+        zp = int(min(max(round(-128 - lo / scale), -128), 127))
+        return QParams("i8", scale, zp)
+
+    def weight(self, w: np.ndarray, axis: int) -> tuple[QParams, np.ndarray]:
+        axis = axis % w.ndim
+        red = tuple(i for i in range(w.ndim) if i != axis)
+        absmax = np.max(np.abs(w), axis=red) if w.size else np.zeros(w.shape[axis])
+        scale = np.maximum(absmax.astype(np.float64), TINY) / 127.0
+        p = QParams("i8", tuple(float(s) for s in scale), 0, None, axis)
+        q = np.clip(p.quantize(w).astype(np.int64), -127, 127).astype(np.int8)
+        return p, q
+
+
+def _pow2_exponent(r: float) -> int | None:
+    if r <= 0:
+        return None
+    m, e = math.frexp(r)
+    return e - 1 if m == 0.5 else None
+
+
+def mult_shift(r: np.ndarray | float, in_bits: int = 31) -> tuple[np.ndarray, int]:
+    """Integer multipliers m and one shift s with m * 2^-s ~= r (elementwise).
+
+    Exact powers of two give exact (m, s) (the fixed scheme's requantizations, where m
+    is 1 or 2^e).  Otherwise s is the largest shift in [0, 62] with max|m| < 2^b,
+    b = min(31, 62 - in_bits), so that |x * m| < 2^62 for |x| < 2^in_bits.
+    """
+    r = np.asarray(r, np.float64)
+    flat = r.reshape(-1)
+    nz = flat[flat != 0]
+    if nz.size == 0:
+        return np.zeros(r.shape, np.int64), 0
+    exps = [_pow2_exponent(abs(v)) for v in nz]
+    if all(e is not None for e in exps):
+        s = max(0, -min(exps))  # type: ignore[type-var]
+        if s <= 62 and max(exps) + s <= 62:  # type: ignore[operator]
+            return np.rint(r * 2.0**s).astype(np.int64), int(s)
+    b = max(min(31, 62 - int(in_bits)), 2)
+    s = (b - 1) - math.floor(math.log2(float(np.max(np.abs(nz)))))
+    s = int(min(max(s, 0), 62))
+    m = np.rint(r * 2.0**s)
+    m = np.clip(m, -(2.0**62), 2.0**62)
+    return m.astype(np.int64), s
+
+
+def bits_of(x: float) -> int:
+    """Bits needed for magnitude x (>= 1)."""
+    return max(1, math.ceil(math.log2(max(float(x), 1.0) + 1)))
+
+
+__all__ = ["QParams", "FixedPolicy", "Int8Policy", "mult_shift", "bits_of"]
