@@ -326,12 +326,12 @@ def q_where(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def q_softmax(x: np.ndarray, table: np.ndarray, *, axis: int, lo: int, step_bits: int,
               out_bits: int, zp: int, dtype: str) -> np.ndarray:
     """m = max_axis x; e = lut_interp(x - m, table, lo, step_bits); s = sum_axis e;
-    y = sat_T(div(sll(e, out_bits), s) + zp)."""
+    y = sat_T(div(sll(e, out_bits) + sra(s, 1), s) + zp)   (e >= 0, s > 0: rounds half up)."""
     xw = W(x)
     d = xw - np.max(xw, axis=axis, keepdims=True)
     e = lut_interp(d, table, lo, step_bits)
     s = np.sum(e, axis=axis, keepdims=True, dtype=np.int64)
-    return _out(P.div(P.sll(e, out_bits), s) + zp, dtype)
+    return _out(P.div(P.sll(e, out_bits) + P.sra(s, 1), s) + zp, dtype)
 
 
 _NORM_ATTRS = {"axis": REQUIRED, "x_zp": 0, "pre": 0, "eps": REQUIRED, "norm_bits": 16,

@@ -101,7 +101,7 @@ def div(a: object, b: object) -> np.ndarray:
     bb = np.where((b == 0) | special, 1, b)
     q = a // bb
     r = a - q * bb
-    q = q + ((r != 0) & ((r < 0) != (bb < 0)))
+    q = q + ((r != 0) & ((a < 0) != (bb < 0)))
     return np.where(b == 0, 0, np.where(special, INT64_MIN, q)).astype(I64)
 
 

@@ -601,7 +601,7 @@ def _norm(q: _Q, n: Node) -> None:
     fout = n.outputs[0]
     py = q.act(fout)
     xb = max(abs(v) for v in q.rng(x)) / px.scale + abs(px.zero_point)
-    pre = max(0, bits_of(xb * 4) - 15)
+    pre = max(0, bits_of(xb * 4) - 18)
     unit = px.scale * 2.0**pre
     eps = int(round(n.attrs["epsilon"] / unit**2 * 2.0 ** (2 * SD_BITS)))
     fg = FixedPolicy._frac(float(np.max(np.abs(gamma))), 16)
@@ -728,9 +728,12 @@ def _lut_values(q: _Q, x: str, f: Callable[[np.ndarray], np.ndarray], fout: str
         vals = np.asarray(f((codes - px.zero_point).astype(np.float64) * px.scale), np.float64)
     fin = vals[np.isfinite(vals)]
     clo, chi = q.rng(fout) if fout in q.cal.ranges else (0.0, 0.0)
-    vlo = min(float(fin.min()) if fin.size else 0.0, clo)
-    vhi = max(float(fin.max()) if fin.size else 0.0, chi)
-    vals = np.nan_to_num(vals, nan=0.0, posinf=vhi, neginf=vlo)
+    if px.dtype == "i8" and fout in q.cal.ranges:  # codes outside the calibrated range clip
+        vlo, vhi = clo, chi
+    else:
+        vlo = min(float(fin.min()) if fin.size else 0.0, clo)
+        vhi = max(float(fin.max()) if fin.size else 0.0, chi)
+    vals = np.clip(np.nan_to_num(vals, nan=0.0, posinf=vhi, neginf=vlo), vlo, vhi)
     py = q.pol.act(vlo, vhi)
     table = py.quantize(vals)
     tn = q.const(fout + ".table", table)
@@ -744,6 +747,51 @@ def _lut(q: _Q, n: Node, f: Callable[[np.ndarray], np.ndarray] | None = None) ->
         ref, attrs = OPS[n.op].ref, n.attrs
         f = lambda v: ref(v, **attrs)  # noqa: E731
     q.set(n.outputs[0], *_lut_values(q, n.inputs[0], f, n.outputs[0]))
+
+
+def _derive(q: _Q, name: str, f: Callable[[dict[str, np.ndarray]], np.ndarray]) -> None:
+    """Calibrated range of a value the float graph does not have, from the kept samples."""
+    lo, hi = math.inf, -math.inf
+    for env in q.cal.envs:
+        v = f(env)
+        lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+    q.cal.ranges[name] = (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+@rule("lrn")
+def _lrn(q: _Q, n: Node) -> None:
+    """y = x * t^-beta, t = bias + alpha/size * (window sum over channels of x^2):
+    q.mul, reshape + q.sum_pool over the channel axis, q.requant, q.lut, q.mul."""
+    x, y = n.inputs[0], n.outputs[0]
+    size, alpha, beta, bias = (n.attrs[k] for k in ("size", "alpha", "beta", "bias"))
+    shp = q.g.types[x].shape
+    lo, hi = (size - 1) // 2, size // 2
+
+    def tf(env: dict[str, np.ndarray]) -> np.ndarray:
+        sq = np.square(env[x].astype(np.float64))
+        sqp = np.pad(sq, [(0, 0), (lo, hi)] + [(0, 0)] * (len(shp) - 2))
+        acc = sum(sqp[:, k:k + shp[1]] for k in range(size))
+        return bias + alpha / size * acc
+
+    _derive(q, y + ".sq", lambda env: np.square(env[x].astype(np.float64)))
+    _derive(q, y + ".t", tf)
+    _derive(q, y + ".p", lambda env: tf(env) ** -beta)
+    _mul_act(q, x, x, y + ".sq")
+    qs, ps = q.get(y + ".sq")
+    rest = int(np.prod(shp[2:]))
+    r = q.emit("reshape", [qs], {"shape": [shp[0], 1, shp[1], rest]}, y + ".sq4")[0]
+    s = q.emit("q.sum_pool", [r], {"kernel_shape": [size, 1], "strides": [1, 1],
+                                   "pads": [lo, 0, hi, 0], "dilations": [1, 1],
+                                   "x_zp": ps.zero_point},
+               y + ".win")[0]
+    s = q.emit("reshape", [s], {"shape": list(shp)}, y + ".win4")[0]
+    pt = q.act(y + ".t")
+    t = q.requant(s, alpha / size * ps.scale / pt.scale, pt, y + ".t", in_bits=40,
+                  bias=np.asarray(bias / pt.scale))
+    q.set(y + ".t", t, pt)
+    q.set(y + ".p", *_lut_values(q, y + ".t", lambda v: np.maximum(v, 1e-12) ** -beta,
+                                 y + ".p"))
+    _mul_act(q, x, y + ".p", y)
 
 
 # ---------------------------------------------------------------- driver
