@@ -204,8 +204,21 @@ def cmd_verifier(args: argparse.Namespace) -> int:
 
 
 # name, help, arguments, function
+def _args_ir(p: argparse.ArgumentParser) -> None:
+    from opmlc.frontend import add_ir_arguments
+
+    add_ir_arguments(p)
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    from opmlc.frontend import cmd_ir as run_ir
+
+    return run_ir(args)
+
+
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None],
                       Callable[[argparse.Namespace], int]], ...] = (
+    ("ir", "import an ONNX model and print its IR text form", _args_ir, cmd_ir),
     ("asm", "assemble a .s file into a binary image", _args_asm, cmd_asm),
     ("disasm", "disassemble a binary image", _args_disasm, cmd_disasm),
     ("vm", "run a program on the reference stepper, or prove one step", _args_vm, cmd_vm),

@@ -38,6 +38,7 @@ KNOWN_ERRORS: tuple[str, ...] = (
     "PreStateMismatch(bytes32,bytes32)",
     "MerkleMismatch(uint256)",
     "InvalidDepth(uint256)",
+    "NonZeroR0(uint256)",
 )
 _ERROR_BY_SELECTOR = {keccak256(sig.encode())[:4]: sig for sig in KNOWN_ERRORS}
 _STEP_SELECTOR = keccak256(STEP_SIGNATURE.encode())[:4]

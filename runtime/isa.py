@@ -12,10 +12,10 @@ and pseudo-code. From this table:
 
 Words are 64-bit. Python semantics receive and return unsigned 64-bit integers
 (``0 <= v < 2**64``); results are reduced modulo 2**64 by the caller. Solidity
-semantics are expressions over ``uint256`` variables ``a``, ``b`` (operands,
-already reduced to 64 bits), ``d`` (the old value of ``rd``) and ``imm`` (the
-sign-extended immediate as a 64-bit unsigned value); their result is reduced
-modulo 2**64 by the generated code.
+semantics are expressions over ``uint256`` variables ``a`` (rs1), ``b`` (rs2,
+or for the I and U formats the sign-extended immediate as a 64-bit unsigned
+value) and ``d`` (the old value of ``rd``), all already reduced to 64 bits;
+their result is reduced modulo 2**64 by the generated code.
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ class Instr:
     sol: str | None = None  # Solidity expression (see module docstring)
     size: int = 0  # LOAD / STORE: access size in bytes
     signed: bool = False  # LOAD: sign-extend
+    reads_rd: bool = False  # R: the semantics also read the old rd (passed as a third operand)
     norms: tuple[str, ...] = field(default_factory=tuple)  # normative ids this row implements
 
 
@@ -213,7 +214,7 @@ INSTRUCTIONS: tuple[Instr, ...] = (
           "b == 0 ? 0 : u(s(a) / s(b))", norms=("norm:div-zero", "norm:div-overflow")),
     Instr("cmov", 0x11, Fmt.R, "compare", "conditional move (select without a branch)",
           "rd = rs2 != 0 ? rs1 : rd", lambda a, b, d: a if b != 0 else d,
-          "b != 0 ? a : d", norms=("norm:cmov",)),
+          "b != 0 ? a : d", reads_rd=True, norms=("norm:cmov",)),
     # --- integer register-immediate ------------------------------------------------
     Instr("addi", 0x20, Fmt.I, "alu", "add immediate", "rd = (rs1 + sext(imm)) mod 2^64",
           lambda a, b: a + b, "a + b", norms=("norm:add-wrap",)),
@@ -391,6 +392,12 @@ NORMS: dict[str, str] = {
                  "and memory are unchanged.",
     "norm:stopped": "A step from a state whose status is not RUNNING changes nothing: the "
                     "post-state equals the pre-state (and so does its root).",
+    "norm:witness-exact": "The one-step witness has exactly the length its pre-state "
+                          "determines (state encoding, then the instruction leaf and path iff "
+                          "the fetch is valid, then the data leaf and path iff the access is "
+                          "valid); any other length is rejected.",
+    "norm:state-valid": "A RUNNING state is well formed only if 1 <= depth <= 59 and r0 == 0; "
+                        "the verifier rejects any other pre-state, and no step produces one.",
     "norm:step-count": "Every step from a RUNNING state increments the step counter modulo "
                        "2^64, including the step that halts or faults.",
     "norm:pc-next": "An instruction that does not branch or jump sets pc = (pc + 8) mod 2^64.",

@@ -99,7 +99,7 @@ def _execute(core: CoreState, mem: Memory, ins: Instr, d: Decoded) -> None:
     result: int | None = None
     fmt = ins.fmt
     if fmt is Fmt.R:
-        result = ins.py(a, b, regs[d.rd]) if ins.mnemonic == "cmov" else ins.py(a, b)
+        result = ins.py(a, b, regs[d.rd]) if ins.reads_rd else ins.py(a, b)
     elif fmt is Fmt.I:
         result = ins.py(a, imm)
     elif fmt is Fmt.U:
@@ -129,6 +129,9 @@ def step(core: CoreState, mem: Memory) -> None:
     """Advance the machine by one step in place (see the module docstring)."""
     if core.status != Status.RUNNING:
         return  # norm:stopped
+    if core.regs[0] != 0 or core.depth != mem.depth:
+        raise ValueError("malformed state: r0 must be 0 and depth must match memory "
+                         "(norm:state-valid)")
     acc = access(core, mem)
     if acc.fault is not None:
         core.status = acc.fault

@@ -452,6 +452,8 @@ def test_every_norm_has_a_row() -> None:
     cited = {c.id.split("/")[0] for c in CASES}
     # Witness norms are checked by test_step on every row (exact witness length).
     cited |= {n for n in NORMS if n.startswith("norm:witness")}
+    # norm:state-valid is checked by test_malformed_state_is_refused below.
+    cited.add("norm:state-valid")
     assert cited <= set(NORMS), f"rows cite unknown norms: {sorted(cited - set(NORMS))}"
     missing = sorted(set(NORMS) - cited)
     assert not missing, f"normative statements without a test row: {missing}"
@@ -531,3 +533,18 @@ def test_div_is_total(a: int, b: int) -> None:
     expect = 0 if y == 0 else int(Fraction(x, y))  # int() of a Fraction truncates
     assert _DIV(a, b) == expect % (1 << 64)
 
+
+
+@pytest.mark.parametrize("bad", ["r0", "depth"])
+def test_malformed_state_is_refused(bad: str) -> None:
+    """norm:state-valid: the stepper refuses a RUNNING state with r0 != 0 or a depth that
+    does not match its memory, rather than stepping it."""
+    from opmlc_runtime.stepper import VM
+
+    vm = VM.from_image(assemble("addi r1, r0, 1\nhalt\n"), depth=8)
+    if bad == "r0":
+        vm.core.regs[0] = 1
+    else:
+        vm.core.depth = 9
+    with pytest.raises(ValueError, match="state-valid"):
+        vm.step()

@@ -465,13 +465,17 @@ def test_every_opcode_is_exercised() -> None:
     assert {i.fmt for i in INSTRUCTIONS if i.opcode in named} == set(Fmt)
 
 
-def test_nonzero_r0_prestate_matches_stepper(verifier: StepVerifier) -> None:
-    """An unreachable pre-state with regs[0] != 0: the stepper reads the register file as
-    encoded (norm:r0 holds only for reachable states); the contract does the same."""
+def test_nonzero_r0_prestate_is_rejected(verifier: StepVerifier) -> None:
+    """norm:state-valid: a RUNNING pre-state with regs[0] != 0 is malformed; the contract
+    reverts and the Python stepper refuses it."""
     vm = machine(ins("add", 3, 0, 0), {})
     vm.core.regs[0] = 21
-    post = differential(verifier, vm)
-    assert post.core.regs[3] == 42
+    enc = vm.encode()
+    with pytest.raises(Revert) as err:
+        verifier.step(keccak256(enc), vm.witness())
+    assert err.value.name == "NonZeroR0" and err.value.words == [21]
+    with pytest.raises(ValueError, match="state-valid"):
+        vm.step()
 
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ The output is deterministic: a pure function of the table, byte-identical on eve
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from string import Template
 
@@ -95,7 +94,7 @@ def _format_comment(fmt: Fmt) -> str:
 
 
 def _uses_d(fmt: Fmt) -> bool:
-    return any(re.search(r"\bd\b", ins.sol or "") for ins in _rows(fmt))
+    return any(ins.reads_rd for ins in _rows(fmt))
 
 
 def _access_chain(indent: str) -> str:
@@ -207,6 +206,10 @@ $format_masks
     /// @param depth The depth byte of the encoding.
     error InvalidDepth(uint256 depth);
 
+    /// @notice Register r0 of a RUNNING pre-state is not zero (norm:state-valid).
+    /// @param value The r0 word of the encoding.
+    error NonZeroR0(uint256 value);
+
     /// @notice Execute one VM step.
     /// @dev Semantics are those of runtime/stepper.py (norm ids in runtime/isa.py NORMS).
     ///      A pre-state that is not RUNNING is returned unchanged (norm:stopped); every step
@@ -228,6 +231,8 @@ $format_masks
             }
             uint256 depth = _byteAt(m, OFF_DEPTH);
             if (depth < MIN_DEPTH || depth > MAX_DEPTH) revert InvalidDepth(depth);
+            uint256 r0 = _reg(m, 0);
+            if (r0 != 0) revert NonZeroR0(r0); // norm:state-valid
             uint256 pc = _word(m, OFF_PC);
             if (pc % INSTR_SIZE != 0 || pc + INSTR_SIZE > LEAF_SIZE << depth) {
                 // norm:fetch
