@@ -252,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `opmlc disasm x.bin | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
     except (OpmlcError, OSError, ValueError) as e:
         print(f"opmlc: error: {_one_line(e)}", file=sys.stderr)
         return 1
