@@ -1,0 +1,231 @@
+"""The loop-nest kernel IR shared by the VM and the native code generators.
+
+Every integer IR node lowers (``opmlc.backend.lower``) to one :class:`Kernel`: a
+list of statements over static loops whose scalar expressions are exactly the VM's
+ALU instructions on 64-bit words. ``vmgen`` renders a kernel as VM bytecode and
+``llvmgen`` as LLVM IR; both implement each scalar op with the instruction's
+semantics (``opmlc_runtime.isa``), so the two agree bit for bit by construction and
+the tests check it on every op.
+
+    Expr  := Const(v) | Idx(level) | Var(name) | Load(dtype, addr) | Op(name, args)
+    Stmt  := Store(dtype, addr, value) | Let(name, value) | Loop(extent, body)
+    Addr  := base + sum(stride_l * idx_l) + sum(stride_e * e)     (bytes, absolute)
+
+* ``Idx(l)`` is the index (0..extent-1) of the l-th enclosing loop (0 = outermost).
+* ``Load`` widens to 64 bits (sign-extends ``i*``, zero-extends ``u8``/``bool``);
+  ``Store`` writes the low bytes (the lowerings saturate before they narrow).
+* ``Op`` names are ISA mnemonics of the R format (``add``, ``mul``, ``mulh``, ``sra``,
+  ``srar``, ``slt``, ``min``, ``div``, ...), ``cmov(a, c, d) = c != 0 ? a : d``, and
+  ``sat(x, n)`` / ``satu(x, n)`` with a constant n.
+* Loop trip counts are static and no statement depends on data for control: the
+  number of VM steps of a kernel is a function of its shape alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+MASK = (1 << 64) - 1
+
+# dtype -> (bytes, signed) for values in memory
+DTYPE_INFO: dict[str, tuple[int, bool]] = {
+    "i8": (1, True), "u8": (1, False), "bool": (1, False), "i16": (2, True),
+    "u16": (2, False), "i32": (4, True), "u32": (4, False), "i64": (8, True),
+    "u64": (8, False),
+}
+
+R_OPS = frozenset({"add", "sub", "mul", "mulh", "and", "or", "xor", "sll", "srl", "sra",
+                   "srar", "slt", "sltu", "min", "max", "div"})
+OPS = R_OPS | {"cmov", "sat", "satu"}
+
+
+def s64(v: int) -> int:
+    v &= MASK
+    return v - (1 << 64) if v >> 63 else v
+
+
+@dataclass(frozen=True)
+class Const:
+    value: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", s64(int(self.value)))
+
+
+@dataclass(frozen=True)
+class Idx:
+    level: int
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+
+
+@dataclass(frozen=True)
+class Addr:
+    """``base + sum(stride * Idx(level) for level, stride in terms) + sum(stride * e for e,
+    stride in dyn)`` in bytes."""
+
+    base: int
+    terms: tuple[tuple[int, int], ...] = ()
+    dyn: tuple[tuple[Expr, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", tuple(
+            (int(lv), int(s)) for lv, s in self.terms if s != 0))
+
+
+@dataclass(frozen=True)
+class Load:
+    dtype: str
+    addr: Addr
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    args: tuple[Expr, ...]
+
+
+Expr = Union[Const, Idx, Var, Load, Op]  # noqa: UP007 - used at runtime in isinstance
+
+
+@dataclass(frozen=True)
+class Store:
+    dtype: str
+    addr: Addr
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Let:
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Loop:
+    extent: int
+    body: tuple[Stmt, ...]
+
+
+Stmt = Union[Store, Let, Loop]  # noqa: UP007
+
+
+@dataclass
+class Kernel:
+    """One node's code. ``parallel``: the top-level loops may be split over threads
+    (their iterations write disjoint bytes and read nothing the kernel writes)."""
+
+    name: str
+    body: list[Stmt] = field(default_factory=list)
+    parallel: bool = False
+
+
+# ---------------------------------------------------------------- expression builders
+
+ExprLike = Union[Expr, int]  # noqa: UP007
+
+
+def E(x: ExprLike) -> Expr:
+    return Const(x) if isinstance(x, int) else x
+
+
+def op(name: str, *args: ExprLike) -> Expr:
+    """``name(args)`` with constant folding of all-constant arguments and a few identities."""
+    a = tuple(E(x) for x in args)
+    if all(isinstance(x, Const) for x in a):
+        return Const(eval_op(name, [x.value for x in a]))
+    if name in ("add", "sub", "or", "xor") and isinstance(a[1], Const) and a[1].value == 0:
+        return a[0]
+    if name == "add" and isinstance(a[0], Const) and a[0].value == 0:
+        return a[1]
+    if name == "mul" and isinstance(a[1], Const) and a[1].value == 1:
+        return a[0]
+    if name == "mul" and isinstance(a[0], Const) and a[0].value == 1:
+        return a[1]
+    if name in ("sll", "srl", "sra", "srar") and isinstance(a[1], Const) and a[1].value == 0:
+        return a[0]
+    return Op(name, a)
+
+
+def add(a: ExprLike, b: ExprLike) -> Expr:
+    return op("add", a, b)
+
+
+def sub(a: ExprLike, b: ExprLike) -> Expr:
+    return op("sub", a, b)
+
+
+def mul(a: ExprLike, b: ExprLike) -> Expr:
+    return op("mul", a, b)
+
+
+def smin(a: ExprLike, b: ExprLike) -> Expr:
+    return op("min", a, b)
+
+
+def smax(a: ExprLike, b: ExprLike) -> Expr:
+    return op("max", a, b)
+
+
+def cmov(a: ExprLike, c: ExprLike, d: ExprLike) -> Expr:
+    return op("cmov", a, c, d)
+
+
+SAT_BITS = {"i8": ("sat", 8), "i16": ("sat", 16), "i32": ("sat", 32), "i64": ("sat", 64),
+            "u8": ("satu", 8), "u16": ("satu", 16), "u32": ("satu", 32), "bool": ("satu", 1)}
+
+
+def saturate(x: ExprLike, dtype: str) -> Expr:
+    """Clamp to the range of ``dtype`` (``sat``/``satu``); i64 is the identity."""
+    kind, n = SAT_BITS[dtype]
+    if kind == "sat" and n == 64:
+        return E(x)
+    return op(kind, x, n)
+
+
+# ---------------------------------------------------------------- scalar semantics
+
+
+def eval_op(name: str, args: list[int]) -> int:
+    """The exact value of one op on signed 64-bit ints (the ISA's ``py`` semantics)."""
+    from opmlc_runtime.isa import BY_MNEMONIC
+
+    u = [x & MASK for x in args]
+    if name == "cmov":
+        return s64(u[0] if u[1] != 0 else u[2])
+    if name in ("sat", "satu"):
+        return s64(BY_MNEMONIC[name].py(u[0], u[1]))
+    return s64(BY_MNEMONIC[name].py(u[0], u[1]))
+
+
+def walk_exprs(stmts: list[Stmt] | tuple[Stmt, ...]):
+    """Every Expr reachable from ``stmts`` (pre-order), including address dyn terms."""
+    def ex(e: Expr):
+        yield e
+        if isinstance(e, Op):
+            for a in e.args:
+                yield from ex(a)
+        elif isinstance(e, Load):
+            for d, _ in e.addr.dyn:
+                yield from ex(d)
+
+    for s in stmts:
+        if isinstance(s, Loop):
+            yield from walk_exprs(s.body)
+        elif isinstance(s, Store):
+            yield from ex(s.value)
+            for d, _ in s.addr.dyn:
+                yield from ex(d)
+        else:
+            yield from ex(s.value)
+
+
+__all__ = [
+    "Addr", "Const", "DTYPE_INFO", "E", "Expr", "Idx", "Kernel", "Let", "Load", "Loop", "Op",
+    "OPS", "R_OPS", "Stmt", "Store", "Var", "add", "cmov", "eval_op", "mul", "op", "saturate",
+    "smax", "smin", "sub", "walk_exprs",
+]

@@ -1,0 +1,555 @@
+"""Integer IR node -> loop-nest kernel (``opmlc.backend.kernel``): one lowering per op.
+
+``LOWER[op](node, ctx) -> Kernel``; the same kernel is rendered as VM code and as
+LLVM IR, so one lowering serves both engines. Register a new op with ``@lowering``.
+Semantics follow the exact references in ``opmlc.quantize.intops`` (checked bit for
+bit by tests/test_backend_ops.py). Defined behaviour where numpy would raise:
+``gather`` clamps an index (after adding the axis length to a negative one) to
+``[0, dim - 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opmlc.backend.kernel import (
+    DTYPE_INFO,
+    Addr,
+    Const,
+    Expr,
+    Idx,
+    Kernel,
+    Let,
+    Load,
+    Loop,
+    Stmt,
+    Store,
+    Var,
+    add,
+    cmov,
+    mul,
+    op,
+    saturate,
+    smax,
+    smin,
+    sub,
+)
+from opmlc.errors import OpmlcError
+from opmlc.ir.graph import Graph, Node, TensorType
+from opmlc.ir.ops import run_ref
+
+
+class LoweringError(OpmlcError):
+    """An integer IR node the back end cannot lower."""
+
+
+@dataclass
+class Ctx:
+    """What a lowering may ask: value types, addresses, constant values, tables."""
+
+    g: Graph
+    addrs: dict[str, int]
+    tables: dict[str, np.ndarray] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def t(self, name: str) -> TensorType:
+        return self.g.types[name]
+
+    def addr(self, name: str) -> int:
+        return self.addrs.get(name, 0)
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.g.consts.get(name)
+
+    def table(self, key: str, arr: np.ndarray) -> int:
+        """Address of a constant lowering table (placed with the constants)."""
+        self.tables.setdefault(key, np.ascontiguousarray(arr))
+        return self.addrs.get(key, 0)
+
+
+LOWER: dict[str, Callable[[Node, Ctx], Kernel]] = {}
+
+
+def lowering(*ops: str) -> Callable:
+    def deco(fn: Callable[[Node, Ctx], Kernel]) -> Callable[[Node, Ctx], Kernel]:
+        for o in ops:
+            LOWER[o] = fn
+        return fn
+
+    return deco
+
+
+def lower_node(node: Node, ctx: Ctx, name: str) -> Kernel:
+    fn = LOWER.get(node.op)
+    if fn is None:
+        raise LoweringError(f"node {name} ({node.op} -> {', '.join(node.outputs)}): no VM/native "
+                            f"lowering for op {node.op!r} yet; supported: {sorted(LOWER)}")
+    k = fn(node, ctx)
+    k.name = name
+    return k
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _itemsize(dtype: str) -> int:
+    return DTYPE_INFO[dtype][0]
+
+
+def _strides(shape: tuple[int, ...], itemsize: int) -> list[int]:
+    out, s = [], itemsize
+    for d in reversed(shape):
+        out.append(s)
+        s *= d
+    return out[::-1]
+
+
+def _bstrides(shape: tuple[int, ...], out_shape: tuple[int, ...], itemsize: int) -> list[int]:
+    """Byte strides of an operand broadcast to ``out_shape`` (0 on broadcast axes)."""
+    pad = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    st = _strides(pad, itemsize)
+    return [0 if d == 1 and o != 1 else s for d, o, s in zip(pad, out_shape, st, strict=True)]
+
+
+def _coalesce(shape: list[int], strides: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent axes k, k+1 where every operand has stride[k] == stride[k+1]*n[k+1];
+    drop extent-1 axes."""
+    dims = [(n, [s[k] for s in strides]) for k, n in enumerate(shape) if n != 1]
+    merged: list[tuple[int, list[int]]] = []
+    for n, st in dims:
+        if merged:
+            pn, pst = merged[-1]
+            if all(ps == s * n for ps, s in zip(pst, st, strict=True)):
+                merged[-1] = (pn * n, st)
+                continue
+        merged.append((n, st))
+    return [n for n, _ in merged], [[st[i] for _, st in merged] for i in range(len(strides))]
+
+
+def nest(shape: list[int], body: list[Stmt]) -> list[Stmt]:
+    """Loops over ``shape`` (outermost first) around ``body``; no loop for an empty shape."""
+    if any(n == 0 for n in shape):
+        return []
+    out = list(body)
+    for n in reversed(shape):
+        out = [Loop(n, tuple(out))]
+    return out
+
+
+def _addr(base: int, strides: list[int], first_level: int = 0) -> Addr:
+    return Addr(base, tuple((first_level + k, s) for k, s in enumerate(strides)))
+
+
+def _scalar_const(ctx: Ctx, name: str) -> int | None:
+    c = ctx.const(name)
+    if c is not None and c.size >= 1 and np.all(c == c.reshape(-1)[0]):
+        return int(c.reshape(-1)[0])
+    return None
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+def elementwise(node: Node, ctx: Ctx,
+                fn: Callable[[list[Expr]], Expr | tuple[list[Let], Expr]],
+                out_dtype: str | None = None) -> Kernel:
+    """y[i] = fn(x_0[i], x_1[i], ...) over the broadcast output shape; all-equal constant
+    operands become immediates."""
+    out = node.outputs[0]
+    ot = ctx.t(out)
+    shape = list(ot.shape)
+    ins = [i for i in node.inputs if i]
+    strides = [_bstrides(ctx.t(i).shape, ot.shape, _itemsize(ctx.t(i).dtype)) for i in ins]
+    strides.append(_strides(ot.shape, _itemsize(ot.dtype)))
+    cshape, cst = _coalesce(shape, strides)
+    args: list[Expr] = []
+    for k, name in enumerate(ins):
+        c = _scalar_const(ctx, name)
+        if c is not None:
+            args.append(Const(c))
+        else:
+            args.append(Load(ctx.t(name).dtype, _addr(ctx.addr(name), cst[k])))
+    res = fn(args)
+    lets, val = res if isinstance(res, tuple) else ([], res)
+    store = Store(out_dtype or ot.dtype, _addr(ctx.addr(out), cst[-1]), val)
+    return Kernel("", nest(cshape, [*lets, store]), parallel=True)
+
+
+def _opt_input(node: Node, k: int) -> str | None:
+    return node.inputs[k] if len(node.inputs) > k and node.inputs[k] else None
+
+
+@lowering("q.requant")
+def _requant(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+
+    def f(x: list[Expr]) -> Expr:
+        t = mul(sub(x[0], a["x_zp"]), x[1])
+        if len(x) > 3:
+            t = add(t, x[3])
+        return saturate(add(op("srar", t, x[2]), a["zp"]), a["dtype"])
+
+    return elementwise(node, ctx, f)
+
+
+@lowering("q.add")
+def _qadd(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+
+    def f(x: list[Expr]) -> Expr:
+        t = add(mul(sub(x[0], a["a_zp"]), a["a_mult"]), mul(sub(x[1], a["b_zp"]), a["b_mult"]))
+        return saturate(add(op("srar", t, a["shift"]), a["zp"]), a["dtype"])
+
+    return elementwise(node, ctx, f)
+
+
+@lowering("q.mul")
+def _qmul(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+
+    def f(x: list[Expr]) -> Expr:
+        t = mul(mul(sub(x[0], a["a_zp"]), sub(x[1], a["b_zp"])), a["mult"])
+        return saturate(add(op("srar", t, a["shift"]), a["zp"]), a["dtype"])
+
+    return elementwise(node, ctx, f)
+
+
+@lowering("q.div")
+def _qdiv(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+
+    def f(x: list[Expr]) -> Expr:
+        n, d = sub(x[0], a["a_zp"]), sub(x[1], a["b_zp"])
+        if a["shift"] >= 0:
+            n = op("sll", n, a["shift"])
+        else:
+            d = op("sll", d, -a["shift"])
+        return saturate(add(op("div", n, d), a["zp"]), a["dtype"])
+
+    return elementwise(node, ctx, f)
+
+
+@lowering("q.clamp")
+def _qclamp(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+    return elementwise(node, ctx, lambda x: smin(smax(x[0], a["lo"]), a["hi"]))
+
+
+@lowering("q.where")
+def _qwhere(node: Node, ctx: Ctx) -> Kernel:
+    return elementwise(node, ctx, lambda x: cmov(x[1], x[0], x[2]))
+
+
+def isqrt_expr(u: Expr, tag: str) -> tuple[list[Let], Expr]:
+    """prim.isqrt as 32 unrolled rounds (all intermediates in [0, 2^63))."""
+    x, r = f"{tag}x", f"{tag}r"
+    lets: list[Let] = [Let(x, smax(u, 0)), Let(r, Const(0))]
+    b = 1 << 62
+    for _ in range(32):
+        t = f"{tag}t"
+        c = f"{tag}c"
+        lets.append(Let(t, add(Var(r), b)))
+        lets.append(Let(c, op("slt", Var(x), Var(t))))  # c = 1 when x < t (no subtract)
+        lets.append(Let(x, cmov(Var(x), Var(c), sub(Var(x), Var(t)))))
+        lets.append(Let(r, add(op("sra", Var(r), 1), cmov(Const(0), Var(c), Const(b)))))
+        b >>= 2
+    return lets, Var(r)
+
+
+@lowering("q.sqrt")
+def _qsqrt(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+
+    def f(x: list[Expr]) -> tuple[list[Let], Expr]:
+        u = smax(sub(x[0], a["x_zp"]), 0)
+        u = op("sll", u, a["shift"]) if a["shift"] >= 0 else op("srar", u, -a["shift"])
+        lets, r = isqrt_expr(u, "s")
+        return lets, saturate(add(r, a["zp"]), a["dtype"])
+
+    return elementwise(node, ctx, f)
+
+
+def lut_expr(x: Expr, tbase: int, tdtype: str, n: int, lo: int, k: int, tag: str
+             ) -> tuple[list[Let], Expr]:
+    """intops.lut_interp: i = clamp(sra(u, k), 0, n-2); r = clamp(u - sll(i, k), 0, 2^k);
+    y = t[i] + srar((t[i+1] - t[i]) * r, k)."""
+    u, i, t0 = f"{tag}u", f"{tag}i", f"{tag}t0"
+    isz = _itemsize(tdtype)
+    lets = [Let(u, sub(x, lo)),
+            Let(i, smin(smax(op("sra", Var(u), k), 0), n - 2)),
+            Let(t0, Load(tdtype, Addr(tbase, (), ((Var(i), isz),))))]
+    t1 = Load(tdtype, Addr(tbase + isz, (), ((Var(i), isz),)))
+    r = smin(smax(sub(Var(u), op("sll", Var(i), k)), 0), 1 << k)
+    return lets, add(Var(t0), op("srar", mul(sub(t1, Var(t0)), r), k))
+
+
+@lowering("q.lut")
+def _qlut(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+    x, table = node.inputs
+    tt = ctx.t(table)
+
+    def f(args: list[Expr]) -> tuple[list[Let], Expr]:
+        lets, y = lut_expr(args[0], ctx.addr(table), tt.dtype, tt.shape[0], a["lo"],
+                           a["step_bits"], "l")
+        return lets, saturate(y, a["dtype"])
+
+    sub_node = Node(node.op, (x,), node.outputs, node.attrs)
+    return elementwise(sub_node, ctx, f)
+
+
+# ---------------------------------------------------------------- movement
+
+
+@lowering("reshape")
+def _reshape(node: Node, ctx: Ctx) -> Kernel:
+    out = node.outputs[0]
+    if ctx.aliases.get(out) == node.inputs[0]:
+        return Kernel("", [])  # same bytes: nothing to do
+    return _copy_flat(ctx, node.inputs[0], out)
+
+
+def _copy_flat(ctx: Ctx, src: str, dst: str) -> Kernel:
+    t = ctx.t(dst)
+    isz = _itemsize(t.dtype)
+    body = nest([t.size], [Store(t.dtype, Addr(ctx.addr(dst), ((0, isz),)),
+                                 Load(t.dtype, Addr(ctx.addr(src), ((0, isz),))))])
+    return Kernel("", body, parallel=True)
+
+
+def _affine(idx: np.ndarray) -> list[int] | None:
+    """Element strides s with idx[i] = idx[0] + sum_d i_d * s_d, or None."""
+    if idx.size == 0:
+        return [0] * idx.ndim
+    flat0 = int(idx.reshape(-1)[0])
+    st = []
+    for d in range(idx.ndim):
+        if idx.shape[d] > 1:
+            sl = [0] * idx.ndim
+            sl[d] = 1
+            st.append(int(idx[tuple(sl)]) - flat0)
+        else:
+            st.append(0)
+    grid = np.indices(idx.shape).reshape(idx.ndim, -1)
+    pred = flat0 + (np.asarray(st, np.int64)[:, None] * grid).sum(0)
+    return st if np.array_equal(pred, idx.reshape(-1)) else None
+
+
+def index_map(node: Node, ctx: Ctx, src: str, dst: str, idx: np.ndarray,
+              fill: Expr | None = None) -> Kernel:
+    """y[i] = x[idx[i]] (idx < 0: ``fill``) for a static index map ``idx`` (out shape):
+    a strided loop nest when idx is affine, else a gather through a constant table."""
+    st, dt = ctx.t(src), ctx.t(dst)
+    isz = _itemsize(dt.dtype)
+    ost = _strides(dt.shape, isz)
+    aff = _affine(idx) if (idx >= 0).all() else None
+    if aff is not None:
+        base = ctx.addr(src) + (int(idx.reshape(-1)[0]) * isz if idx.size else 0)
+        shape, (s_src, s_dst) = _coalesce(list(dt.shape), [[a * isz for a in aff], ost])
+        body = nest(shape, [Store(dt.dtype, _addr(ctx.addr(dst), s_dst),
+                                  Load(st.dtype, _addr(base, s_src)))])
+        return Kernel("", body, parallel=True)
+    tdt = "i32" if idx.size < (1 << 31) else "i64"
+    key = f"{node.outputs[0]}.index"
+    tb = ctx.table(key, idx.reshape(-1).astype(np.int32 if tdt == "i32" else np.int64))
+    tsz = _itemsize(tdt)
+    n = dt.size
+    ti = Load(tdt, Addr(tb, ((0, tsz),)))
+    val: Expr = Load(st.dtype, Addr(ctx.addr(src), (), ((smax(ti, 0), isz),)))
+    if fill is not None:
+        val = cmov(fill, op("slt", ti, 0), val)
+    body = nest([n], [Store(dt.dtype, Addr(ctx.addr(dst), ((0, isz),)), val)])
+    return Kernel("", body, parallel=True)
+
+
+def _static_map(node: Node, ctx: Ctx, src: str, dst: str) -> np.ndarray:
+    """Source flat index per output element, by running the reference on an iota."""
+    st = ctx.t(src)
+    iota = np.arange(st.size, dtype=np.int64).reshape(st.shape)
+    return np.asarray(run_ref(node.op, [iota], node.attrs)[0])
+
+
+@lowering("transpose", "slice", "expand", "tile", "depth_to_space", "space_to_depth")
+def _static_movement(node: Node, ctx: Ctx) -> Kernel:
+    src, dst = node.inputs[0], node.outputs[0]
+    return index_map(node, ctx, src, dst, _static_map(node, ctx, src, dst))
+
+
+@lowering("pad")
+def _pad(node: Node, ctx: Ctx) -> Kernel:
+    src, dst = node.inputs[0], node.outputs[0]
+    a = node.attrs
+    st = ctx.t(src)
+    iota = np.arange(st.size, dtype=np.int64).reshape(st.shape)
+    if a["mode"] == "constant":
+        idx = np.asarray(run_ref("pad", [iota + 1], {**a, "value": 0.0})[0]) - 1
+        return index_map(node, ctx, src, dst, idx, Const(int(a["value"])))
+    return index_map(node, ctx, src, dst, np.asarray(run_ref("pad", [iota], a)[0]))
+
+
+@lowering("concat")
+def _concat(node: Node, ctx: Ctx) -> Kernel:
+    ax = node.attrs["axis"]
+    dst = node.outputs[0]
+    dt = ctx.t(dst)
+    isz = _itemsize(dt.dtype)
+    ost = _strides(dt.shape, isz)
+    body: list[Stmt] = []
+    off = 0
+    for x in node.inputs:
+        xt = ctx.t(x)
+        shape, (s_src, s_dst) = _coalesce(list(xt.shape), [_strides(xt.shape, isz), ost])
+        body += nest(shape, [Store(dt.dtype, _addr(ctx.addr(dst) + off * ost[ax], s_dst),
+                                   Load(xt.dtype, _addr(ctx.addr(x), s_src)))])
+        off += xt.shape[ax]
+    return Kernel("", body, parallel=True)
+
+
+@lowering("split")
+def _split(node: Node, ctx: Ctx) -> Kernel:
+    ax = node.attrs["axis"]
+    src = node.inputs[0]
+    st = ctx.t(src)
+    isz = _itemsize(st.dtype)
+    sst = _strides(st.shape, isz)
+    body: list[Stmt] = []
+    off = 0
+    for y in node.outputs:
+        yt = ctx.t(y)
+        shape, (s_src, s_dst) = _coalesce(list(yt.shape), [sst, _strides(yt.shape, isz)])
+        body += nest(shape, [Store(yt.dtype, _addr(ctx.addr(y), s_dst),
+                                   Load(st.dtype, _addr(ctx.addr(src) + off * sst[ax], s_src)))])
+        off += yt.shape[ax]
+    return Kernel("", body, parallel=True)
+
+
+@lowering("gather")
+def _gather(node: Node, ctx: Ctx) -> Kernel:
+    """y[a, j, b] = x[a, clamp(idx[j] + (idx[j] < 0 ? dim : 0), 0, dim - 1), b]."""
+    x, ind = node.inputs
+    y = node.outputs[0]
+    ax = node.attrs["axis"]
+    xt, it, yt = ctx.t(x), ctx.t(ind), ctx.t(y)
+    isz = _itemsize(xt.dtype)
+    A = int(np.prod(xt.shape[:ax], dtype=np.int64))
+    dim = xt.shape[ax]
+    B = int(np.prod(xt.shape[ax + 1:], dtype=np.int64))
+    J = it.size
+    if 0 in (A, B, J):
+        return Kernel("", [])
+    i = Load(it.dtype, Addr(ctx.addr(ind), ((1, _itemsize(it.dtype)),)))
+    lets = [Let("g", add(i, cmov(Const(dim), op("slt", i, 0), Const(0))))]
+    lets.append(Let("g", smin(smax(Var("g"), 0), dim - 1)))
+    src = Addr(ctx.addr(x), ((0, dim * B * isz), (2, isz)), ((Var("g"), B * isz),))
+    dst = Addr(ctx.addr(y), ((0, J * B * isz), (1, B * isz), (2, isz)))
+    body = [Loop(A, (Loop(J, (*lets, Loop(B, (Store(yt.dtype, dst, Load(xt.dtype, src)),)))),))]
+    return Kernel("", body, parallel=True)
+
+
+# ---------------------------------------------------------------- contractions, reductions
+
+
+@lowering("q.matmul")
+def _qmatmul(node: Node, ctx: Ctx) -> Kernel:
+    """y[.., i, j] = bias[j] + sum_k (a[.., i, k] - a_zp) * (b[.., k, j] - b_zp)."""
+    a_name, b_name = node.inputs[0], node.inputs[1]
+    bias = _opt_input(node, 2)
+    at, bt, yt = ctx.t(a_name), ctx.t(b_name), ctx.t(node.outputs[0])
+    a_shape, b_shape = list(at.shape), list(bt.shape)
+    if len(a_shape) == 1:
+        a_shape = [1] + a_shape
+    if len(b_shape) == 1:
+        b_shape = b_shape + [1]
+    M, K = a_shape[-2:]
+    N = b_shape[-1]
+    batch = list(np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])))
+    asz, bsz, ysz = _itemsize(at.dtype), _itemsize(bt.dtype), _itemsize(yt.dtype)
+    a_st = _bstrides(tuple(a_shape[:-2]) + (M, K), tuple(batch) + (M, K), asz)
+    b_st = _bstrides(tuple(b_shape[:-2]) + (K, N), tuple(batch) + (K, N), bsz)
+    y_st = _strides(tuple(batch) + (M, N), ysz)
+    nb = len(batch)
+    za, zb = node.attrs["a_zp"], node.attrs["b_zp"]
+    # levels: batch..., i, j, k
+    a_addr = Addr(ctx.addr(a_name), tuple((lv, a_st[lv]) for lv in range(nb))
+                  + ((nb, a_st[nb]), (nb + 2, a_st[nb + 1])))
+    b_addr = Addr(ctx.addr(b_name), tuple((lv, b_st[lv]) for lv in range(nb))
+                  + ((nb + 2, b_st[nb]), (nb + 1, b_st[nb + 1])))
+    y_addr = Addr(ctx.addr(node.outputs[0]), tuple((lv, y_st[lv]) for lv in range(nb + 2)))
+    init: Expr = Const(0)
+    if bias is not None:
+        bs = _bstrides(ctx.t(bias).shape, (N,), _itemsize(ctx.t(bias).dtype))
+        c = _scalar_const(ctx, bias)
+        init = Const(c) if c is not None else Load(
+            ctx.t(bias).dtype, Addr(ctx.addr(bias), ((nb + 1, bs[0]),)))
+    prod = mul(sub(Load(at.dtype, a_addr), za), sub(Load(bt.dtype, b_addr), zb))
+    inner = Loop(K, (Let("acc", add(Var("acc"), prod)),))
+    body = nest(batch + [M, N], [Let("acc", init), inner,
+                                 Store(yt.dtype, y_addr, Var("acc"))])
+    return Kernel("", body, parallel=True)
+
+
+def _reduce(node: Node, ctx: Ctx, axes: list[int], init: Expr,
+            step: Callable[[Expr, Expr], Expr], out_dtype: str) -> Kernel:
+    """y[outer] = fold(step, x[outer, reduced]) with the reduced axes innermost."""
+    x, y = node.inputs[0], node.outputs[0]
+    xt = ctx.t(x)
+    isz = _itemsize(xt.dtype)
+    xs = _strides(xt.shape, isz)
+    keep = [d for d in range(xt.rank) if d not in axes]
+    red = [d for d in range(xt.rank) if d in axes]
+    ysz = _itemsize(out_dtype)
+    ys = _strides(tuple(xt.shape[d] for d in keep), ysz)
+    xk = len(keep)
+    x_addr = Addr(ctx.addr(x), tuple((k, xs[d]) for k, d in enumerate(keep))
+                  + tuple((xk + k, xs[d]) for k, d in enumerate(red)))
+    y_addr = Addr(ctx.addr(y), tuple((k, ys[k]) for k in range(xk)))
+    inner = nest([xt.shape[d] for d in red], [Let("acc", step(Var("acc"), Load(xt.dtype,
+                                                                              x_addr)))])
+    body = nest([xt.shape[d] for d in keep], [Let("acc", init), *inner,
+                                               Store(out_dtype, y_addr, Var("acc"))])
+    return Kernel("", body, parallel=True)
+
+
+@lowering("q.reduce_sum")
+def _qreduce_sum(node: Node, ctx: Ctx) -> Kernel:
+    z = node.attrs["x_zp"]
+    return _reduce(node, ctx, list(node.attrs["axes"]), Const(0),
+                   lambda acc, v: add(acc, sub(v, z)), ctx.t(node.outputs[0]).dtype)
+
+
+@lowering("q.reduce_max")
+def _qreduce_max(node: Node, ctx: Ctx) -> Kernel:
+    return _reduce(node, ctx, list(node.attrs["axes"]), Const(-(1 << 63)), smax,
+                   ctx.t(node.outputs[0]).dtype)
+
+
+@lowering("q.argmax")
+def _qargmax(node: Node, ctx: Ctx) -> Kernel:
+    """best = x[0]; for j: take = last ? x[j] >= best : x[j] > best."""
+    x, y = node.inputs[0], node.outputs[0]
+    ax = node.attrs["axis"]
+    last = node.attrs["select_last_index"]
+    xt = ctx.t(x)
+    isz = _itemsize(xt.dtype)
+    A = int(np.prod(xt.shape[:ax], dtype=np.int64))
+    n = xt.shape[ax]
+    B = int(np.prod(xt.shape[ax + 1:], dtype=np.int64))
+    v = Load(xt.dtype, Addr(ctx.addr(x), ((0, n * B * isz), (1, isz), (2, B * isz))))
+    take = op("slt", Var("best"), Var("v")) if not last else op("slt", Var("v"),
+                                                                 Var("best"))
+    if last:
+        take = op("xor", take, 1)
+    inner = Loop(n, (Let("v", v), Let("t", take), Let("best", cmov(Var("v"), Var("t"),
+                                                                   Var("best"))),
+                     Let("arg", cmov(Idx(2), Var("t"), Var("arg")))))
+    y_addr = Addr(ctx.addr(y), ((0, B * 8), (1, 8)))
+    body = nest([A, B], [Let("best", Const(-(1 << 63))), Let("arg", Const(0)), inner,
+                         Store("i64", y_addr, Var("arg"))])
+    return Kernel("", body, parallel=True)
+
+
+__all__ = ["Ctx", "LOWER", "LoweringError", "elementwise", "index_map", "lower_node",
+           "lowering", "nest"]
