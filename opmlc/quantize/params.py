@@ -70,7 +70,7 @@ class FixedPolicy:
     @staticmethod
     def _frac(absmax: float, bits: int) -> int:
         absmax = max(float(absmax), TINY)
-        return int(min(max(math.floor(math.log2(((1 << (bits - 1)) - 1) / absmax)), -40), 60))
+        return int(min(max(math.floor(math.log2(((1 << (bits - 1)) - 1) / absmax)), -120), 60))
 
     def act(self, lo: float, hi: float) -> QParams:
         f = self._frac(max(abs(lo), abs(hi)), self.act_bits)
