@@ -1,0 +1,260 @@
+"""The public compile / load / run API and the ``compile``, ``run``, ``inspect`` commands.
+
+    art = opmlc.api.compile("model.onnx", scheme="fixed", output="model.opvm")
+    model = opmlc.api.load("model.opvm")
+    res = model.run({"x": x}, engine="native"|"vm"|"ref", commit=False)
+    res.outputs, res.state_root, res.steps, res.node_roots
+
+``engine="ref"`` runs the exact integer reference interpreter of the compiler on the
+integer IR carried by the artifact (its constants are read from the memory image); it
+gives the outputs only (no state roots).
+
+CLI functions (wired by ``opmlc/cli.py``): ``add_compile_args`` / ``cmd_compile``,
+``add_run_args`` / ``cmd_run``, ``add_inspect_args`` / ``cmd_inspect``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opmlc.errors import OpmlcError
+from opmlc_runtime.artifact import Artifact, ArtifactError
+from opmlc_runtime.engines import DTYPES, InputError, Program, RunResult
+
+ENGINES = ("native", "vm", "ref")
+
+
+def _qdict(p: Any) -> dict | None:
+    if p is None:
+        return None
+    d = p.to_dict()
+    if isinstance(d.get("scale"), (list, tuple)):
+        d["scale"] = [float(s) for s in d["scale"]]
+    elif d.get("scale") is not None:
+        d["scale"] = float(d["scale"])
+    return d
+
+
+def _npz_digest(data: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(data):
+        a = np.ascontiguousarray(data[k])
+        h.update(f"{k}:{a.dtype.str}:{list(a.shape)}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public name
+            calibration: dict[str, np.ndarray] | str | Path | None = None,
+            shapes: dict[str, tuple[int, ...]] | None = None,
+            output: str | Path | None = None, include_ir: bool = True,
+            progress: Callable[[str], None] | None = None) -> Artifact:
+    """Compile ``model`` (ONNX path or ModelProto, a float IR Graph, or a QuantizedModel)
+    to an artifact; write it to ``output`` if given."""
+    from opmlc.backend.compile import compile_graph
+    from opmlc.ir.graph import Graph
+    from opmlc.ir.text import print_graph
+    from opmlc.quantize import QuantizedModel, quantize
+
+    say = progress or (lambda m: None)
+    if isinstance(calibration, (str, Path)):
+        with np.load(calibration) as z:
+            calibration = {k: z[k] for k in z.files}
+    options: dict[str, Any] = {"scheme": scheme,
+                               "shapes": {k: list(v) for k, v in sorted((shapes or {}).items())},
+                               "calibration_sha256": _npz_digest(calibration)
+                               if calibration else None}
+    if isinstance(model, QuantizedModel):
+        qm, source = model, hashlib.sha256(print_graph(model.graph).encode()).hexdigest()
+        options["scheme"] = qm.scheme
+    else:
+        if isinstance(model, Graph):
+            g, source = model, hashlib.sha256(print_graph(model).encode()).hexdigest()
+        else:
+            from opmlc.frontend import import_onnx
+
+            if isinstance(model, (str, Path)):
+                try:
+                    source = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+                except OSError as e:
+                    raise OpmlcError(f"{model}: cannot read: {e.strerror or e}") from None
+            else:
+                source = hashlib.sha256(model.SerializeToString()).hexdigest()
+            say("importing ONNX")
+            g = import_onnx(model, shapes)
+        say(f"quantizing ({scheme})")
+        qm = quantize(g, scheme, calibration)
+    art = compile_graph(qm.graph, quant_in={k: _qdict(v) for k, v in qm.inputs.items()},
+                        quant_out={k: _qdict(v) for k, v in qm.outputs.items()},
+                        options=options, source_sha256=source, include_ir=include_ir,
+                        progress=say)
+    if output is not None:
+        art.save(output)
+    return art
+
+
+class Model:
+    """A loaded artifact: ``run(inputs, engine, commit)``."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.program = Program(artifact)
+
+    @property
+    def meta(self) -> dict:
+        return self.artifact.meta
+
+    def run(self, inputs: dict[str, np.ndarray], engine: str = "native",
+            commit: bool = False) -> RunResult:
+        if engine == "ref":
+            return self._run_ref(inputs)
+        if engine not in ENGINES:
+            raise OpmlcError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        return self.program.run(inputs, engine, commit)
+
+    def ref_graph(self):
+        """The integer IR with its constants read back from the memory image."""
+        from opmlc.ir.text import parse_graph
+
+        if self.artifact.ir_text is None:
+            raise OpmlcError("this artifact carries no integer IR (compiled without it); "
+                             "use --engine native or vm")
+        consts = {}
+        img = self.artifact.image
+        for name, tstr, addr in self.meta["consts"]:
+            dt, shape = tstr.split("[")
+            shape = tuple(int(d) for d in shape.rstrip("]").split(",") if d)
+            n = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dt]).itemsize
+            consts[name] = np.frombuffer(img[addr: addr + n], DTYPES[dt]).reshape(shape).copy()
+        return parse_graph(self.artifact.ir_text, consts=consts)
+
+    def _run_ref(self, inputs: dict[str, np.ndarray]) -> RunResult:
+        import opmlc.quantize  # noqa: F401 - registers the q.* ops
+        from opmlc.quantize.interp import evaluate_int
+
+        g = self.ref_graph()
+        enc = {}
+        for sig in self.program.inputs:
+            raw = self.program.encode_input(sig, inputs)
+            enc[sig["name"]] = raw.view(DTYPES[sig["dtype"]]).reshape(sig["shape"])
+        outs = evaluate_int(g, enc)
+        return RunResult("ref", {k: np.asarray(v) for k, v in outs.items()}, b"", 0)
+
+
+def load(path: str | Path) -> Model:
+    return Model(Artifact.load(path))
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("-o", "--output", required=True, help="output .opvm file")
+    p.add_argument("--scheme", choices=("fixed", "int8"), default="fixed")
+    p.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs by name")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="fix a dynamic input shape, e.g. --shape input=1x3x224x224")
+    p.add_argument("--no-ir", action="store_true", help="do not embed the integer IR text")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from opmlc.frontend import parse_shape_flags
+
+    say = (lambda m: None) if args.quiet else (lambda m: print(f"opmlc: {m}", file=sys.stderr))
+    art = compile(args.model, scheme=args.scheme, calibration=args.calibrate,
+                  shapes=parse_shape_flags(args.shape), output=args.output,
+                  include_ir=not args.no_ir, progress=say)
+    m = art.meta
+    say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "
+        f"memory {m['memory']['total']} bytes (depth {m['depth']})")
+    return 0
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help=".opvm file")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("--engine", choices=ENGINES, default="native")
+    p.add_argument("--commit", action="store_true",
+                   help="compute the state root after every graph node (phase-2 commitment)")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="save outputs")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _read_inputs(flags: list[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for f in flags:
+        name, sep, path = f.partition("=")
+        if not sep or not name:
+            raise OpmlcError(f"bad --input {f!r}; expected NAME=FILE.npy")
+        try:
+            out[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise OpmlcError(f"--input {name}: cannot read {path}: {e}") from None
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        model = load(args.artifact)
+        res = model.run(_read_inputs(args.input), engine=args.engine, commit=args.commit)
+    except (ArtifactError, InputError) as e:
+        raise OpmlcError(str(e)) from None
+    if args.output:
+        np.savez(args.output, **res.outputs)
+    if args.json:
+        d = res.to_json(args.commit)
+        if args.engine == "ref":
+            d.pop("state_root")
+            d.pop("steps")
+        print(json.dumps(d))
+    else:
+        for k, v in res.outputs.items():
+            print(f"{k}: {v.dtype}{list(v.shape)} {np.array2string(v, threshold=20)}")
+        if args.engine != "ref":
+            print(f"state_root: 0x{res.state_root.hex()}  steps: {res.steps}")
+    return 0
+
+
+def add_inspect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help=".opvm file")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    try:
+        art = Artifact.load(args.artifact)
+    except ArtifactError as e:
+        raise OpmlcError(str(e)) from None
+    m = art.meta
+    if args.json:
+        print(json.dumps(m, indent=1, sort_keys=True))
+        return 0
+    print(f"{args.artifact}: opvm format {m['format_version']}, ISA {m['isa_version']}, "
+          f"{m['compiler']}")
+    print(f"  source sha256 {m['source_sha256']}; options {json.dumps(m['options'])}")
+    print(f"  memory {m['memory']['total']} bytes, depth {m['depth']}; image "
+          f"{m['memory']['image_nbytes']} bytes; code {m['code']['nbytes']} bytes, halt at "
+          f"{m['code']['halt']:#x}")
+    for kind in ("inputs", "outputs"):
+        for s in m[kind]:
+            q = f" quant {json.dumps(s['quant'])}" if s["quant"] else ""
+            print(f"  {kind[:-1]} {s['name']}: {s['dtype']}{s['shape']} at "
+                  f"{s['address']:#x}{q}")
+    print(f"  {len(m['nodes'])} nodes, {m['total_steps']} steps:")
+    for n in m["nodes"]:
+        print(f"    {n['name']:<40} entry {n['entry']:#8x}  steps {n['steps']:>12}")
+    return 0
+
+
+__all__ = ["ENGINES", "Model", "add_compile_args", "add_inspect_args", "add_run_args",
+           "cmd_compile", "cmd_inspect", "cmd_run", "compile", "load"]
