@@ -553,3 +553,235 @@ def _qargmax(node: Node, ctx: Ctx) -> Kernel:
 
 __all__ = ["Ctx", "LOWER", "LoweringError", "elementwise", "index_map", "lower_node",
            "lowering", "nest"]
+
+
+# ---------------------------------------------------------------- windows (conv, pools)
+
+
+def _window(ctx: Ctx, x: str, first: int, o_levels: list[int], j_levels: list[int],
+            kern: list[int], a: dict, chan: list[tuple[int, int]]) -> tuple[Expr, Expr | None]:
+    """(load of x[n, channel, o*s + j*d - pad], validity or None) for a window op.
+
+    ``chan``: (level, multiplier) terms of the channel index; level 0 is the batch.
+    Out-of-image positions (padding, ceil mode) are clamped for the address and reported
+    by the validity expression ``and_i sltu(p_i, H_i)`` (1 inside, 0 outside)."""
+    xt = ctx.t(x)
+    isz = _itemsize(xt.dtype)
+    xs = _strides(xt.shape, isz)
+    nd = len(kern)
+    terms = [(0, xs[0])] + [(lv, m * xs[1]) for lv, m in chan]
+    dyn: list[tuple[Expr, int]] = []
+    valid: Expr | None = None
+    for i in range(nd):
+        s, d, pad = a["strides"][i], a["dilations"][i], a["pads"][i]
+        h = xt.shape[2 + i]
+        o_max = (ctx.t(first).shape[2 + i] - 1) * s
+        inside = pad == 0 and o_max + (kern[i] - 1) * d < h
+        if inside:  # every position is in the image: a plain strided address
+            terms += [(o_levels[i], s * xs[2 + i]), (j_levels[i], d * xs[2 + i])]
+            continue
+        p = add(add(mul(Idx(o_levels[i]), s), mul(Idx(j_levels[i]), d)), -pad)
+        ok = op("sltu", p, h)
+        valid = ok if valid is None else op("and", valid, ok)
+        dyn.append((smin(smax(p, 0), h - 1), xs[2 + i]))
+    return Load(xt.dtype, Addr(ctx.addr(x), tuple(terms), tuple(dyn))), valid
+
+
+@lowering("q.conv")
+def _qconv(node: Node, ctx: Ctx) -> Kernel:
+    """Loops n, g, mm, o..., c, j... (m = g * M/G + mm, x channel = g * C/G + c)."""
+    x, w = node.inputs[0], node.inputs[1]
+    bias = _opt_input(node, 2)
+    y = node.outputs[0]
+    a = node.attrs
+    xt, wt, yt = ctx.t(x), ctx.t(w), ctx.t(y)
+    G = a["group"]
+    M, Cg = wt.shape[0], wt.shape[1]
+    Mg = M // G
+    kern = list(wt.shape[2:])
+    nd = len(kern)
+    osh = list(yt.shape[2:])
+    o_lv = [3 + i for i in range(nd)]
+    c_lv = 3 + nd
+    j_lv = [4 + nd + i for i in range(nd)]
+    val, valid = _window(ctx, x, y, o_lv, j_lv, kern, a, [(1, Cg), (c_lv, 1)])
+    v = sub(val, a["x_zp"])
+    if valid is not None:
+        v = cmov(v, valid, 0)
+    wsz = _itemsize(wt.dtype)
+    ws = _strides(wt.shape, wsz)
+    w_addr = Addr(ctx.addr(w), ((1, Mg * ws[0]), (2, ws[0]), (c_lv, ws[1]))
+                  + tuple((j_lv[i], ws[2 + i]) for i in range(nd)))
+    wv = sub(Load(wt.dtype, w_addr), a["w_zp"])
+    ysz = _itemsize(yt.dtype)
+    ys = _strides(yt.shape, ysz)
+    y_addr = Addr(ctx.addr(y), ((0, ys[0]), (1, Mg * ys[1]), (2, ys[1]))
+                  + tuple((o_lv[i], ys[2 + i]) for i in range(nd)))
+    init: Expr = Const(0)
+    if bias is not None:
+        bt = ctx.t(bias)
+        init = Load(bt.dtype, Addr(ctx.addr(bias), ((1, Mg * _itemsize(bt.dtype)),
+                                                    (2, _itemsize(bt.dtype)))))
+    inner = nest([Cg] + kern, [Let("acc", add(Var("acc"), mul(v, wv)))])
+    body = nest([xt.shape[0], G, Mg] + osh, [Let("acc", init), *inner,
+                                             Store(yt.dtype, y_addr, Var("acc"))])
+    return Kernel("", body, parallel=True)
+
+
+def _pool(node: Node, ctx: Ctx, init: Expr, step: Callable[[Expr, Expr, Expr | None], Expr]
+          ) -> Kernel:
+    x, y = node.inputs[0], node.outputs[0]
+    a = node.attrs
+    yt = ctx.t(y)
+    kern = list(a["kernel_shape"])
+    nd = len(kern)
+    o_lv = [2 + i for i in range(nd)]
+    j_lv = [2 + nd + i for i in range(nd)]
+    val, valid = _window(ctx, x, y, o_lv, j_lv, kern, a, [(1, 1)])
+    ysz = _itemsize(yt.dtype)
+    ys = _strides(yt.shape, ysz)
+    y_addr = Addr(ctx.addr(y), tuple((lv, ys[lv]) for lv in range(2 + nd)))
+    inner = nest(kern, [Let("acc", step(Var("acc"), val, valid))])
+    body = nest(list(yt.shape), [Let("acc", init), *inner, Store(yt.dtype, y_addr, Var("acc"))])
+    return Kernel("", body, parallel=True)
+
+
+@lowering("q.max_pool")
+def _qmax_pool(node: Node, ctx: Ctx) -> Kernel:
+    lo = -(1 << 63)
+    return _pool(node, ctx, Const(lo), lambda acc, v, ok: smax(
+        acc, v if ok is None else cmov(v, ok, lo)))
+
+
+@lowering("q.sum_pool")
+def _qsum_pool(node: Node, ctx: Ctx) -> Kernel:
+    z = node.attrs["x_zp"]
+    return _pool(node, ctx, Const(0), lambda acc, v, ok: add(
+        acc, sub(v, z) if ok is None else cmov(sub(v, z), ok, 0)))
+
+
+# ---------------------------------------------------------------- axis composites
+
+
+def _axis_split(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    A = int(np.prod(shape[:axis], dtype=np.int64))
+    B = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return A, shape[axis], B
+
+
+@lowering("q.softmax")
+def _qsoftmax(node: Node, ctx: Ctx) -> Kernel:
+    """Per (outer, inner) row: m = max; s = sum lut(x - m); y = sat(div(sll(lut(x - m),
+    out_bits) + sra(s, 1), s) + zp) (the lut is recomputed rather than stored: no scratch
+    memory)."""
+    x, table = node.inputs
+    y = node.outputs[0]
+    a = node.attrs
+    xt, tt, yt = ctx.t(x), ctx.t(table), ctx.t(y)
+    A, n, B = _axis_split(xt.shape, a["axis"])
+    xsz, ysz = _itemsize(xt.dtype), _itemsize(yt.dtype)
+    xv = Load(xt.dtype, Addr(ctx.addr(x), ((0, n * B * xsz), (1, xsz), (2, B * xsz))))
+    y_addr = Addr(ctx.addr(y), ((0, n * B * ysz), (1, ysz), (2, B * ysz)))
+
+    def e(tag: str) -> tuple[list[Let], Expr]:
+        return lut_expr(sub(xv, Var("m")), ctx.addr(table), tt.dtype, tt.shape[0], a["lo"],
+                        a["step_bits"], tag)
+
+    l1, e1 = e("a")
+    l2, e2 = e("b")
+    num = add(op("sll", e2, a["out_bits"]), op("sra", Var("s"), 1))
+    out = saturate(add(op("div", num, Var("s")), a["zp"]), a["dtype"])
+    body = nest([A, B], [
+        Let("m", Const(-(1 << 63))), Loop(n, (Let("m", smax(Var("m"), xv)),)),
+        Let("s", Const(0)), Loop(n, (*l1, Let("s", add(Var("s"), e1)))),
+        Loop(n, (*l2, Store(yt.dtype, y_addr, out)))])
+    return Kernel("", body, parallel=True)
+
+
+@lowering("q.layer_norm", "q.rms_norm")
+def _qnorm(node: Node, ctx: Ctx) -> Kernel:
+    """intops._normalize over the trailing axes, then sat(srar(z * gamma (+ beta), shift)
+    + zp); a, z are recomputed per pass (no scratch memory)."""
+    x, gamma = node.inputs[0], node.inputs[1]
+    beta = node.inputs[2] if node.op == "q.layer_norm" else None
+    y = node.outputs[0]
+    a = node.attrs
+    xt, yt = ctx.t(x), ctx.t(y)
+    ax = a["axis"]
+    A = int(np.prod(xt.shape[:ax], dtype=np.int64))
+    inner_shape = tuple(xt.shape[ax:])
+    n = int(np.prod(inner_shape, dtype=np.int64))
+    xsz, ysz = _itemsize(xt.dtype), _itemsize(yt.dtype)
+    xv = Load(xt.dtype, Addr(ctx.addr(x), ((0, n * xsz), (1, xsz))))
+    av = op("srar", sub(xv, a["x_zp"]), a["pre"])
+    center = node.op == "q.layer_norm"
+    ac = sub(av, Var("mu")) if center else av
+
+    def per_elem(name: str) -> Expr:
+        t = ctx.t(name)
+        c = _scalar_const(ctx, name)
+        if c is not None:
+            return Const(c)
+        bs = _bstrides(t.shape, inner_shape, _itemsize(t.dtype))
+        shp, (st,) = _coalesce(list(inner_shape), [bs])
+        # flat index -> broadcast address: exact only when coalescing leaves one axis
+        if len(shp) <= 1:
+            return Load(t.dtype, Addr(ctx.addr(name), ((1, st[0] if st else 0),)))
+        raise LoweringError(f"{node.op}: gamma/beta shape {t.shape} against "
+                            f"{inner_shape} needs a multi-axis broadcast")
+
+    lets, sd = isqrt_expr(add(op("sll", Var("v"), 2 * a["sd_bits"]), a["eps"]), "q")
+    z = op("div", op("sll", ac, a["norm_bits"] + a["sd_bits"]), Var("sd"))
+    t = mul(z, per_elem(gamma))
+    if beta is not None:
+        t = add(t, per_elem(beta))
+    out = saturate(add(op("srar", t, a["shift"]), a["zp"]), a["dtype"])
+    y_addr = Addr(ctx.addr(y), ((0, n * ysz), (1, ysz)))
+    row: list[Stmt] = []
+    if center:
+        row += [Let("mu", Const(0)), Loop(n, (Let("mu", add(Var("mu"), av)),)),
+                Let("mu", op("div", Var("mu"), n))]
+    row += [Let("v", Const(0)), Loop(n, (Let("v", add(Var("v"), mul(ac, ac))),)),
+            Let("v", op("div", Var("v"), n)), *lets, Let("sd", sd),
+            Loop(n, (Store(yt.dtype, y_addr, out),))]
+    return Kernel("", nest([A], row), parallel=True)
+
+
+@lowering("q.einsum")
+def _qeinsum(node: Node, ctx: Ctx) -> Kernel:
+    """y[out letters] = sum over the other letters of (a - a_zp) * (b - b_zp)."""
+    eq = node.attrs["equation"].replace(" ", "")
+    lhs, _, rhs = eq.partition("->")
+    specs = lhs.split(",")
+    if "." in eq or len(specs) != 2 or not _:
+        raise LoweringError(f"q.einsum {eq!r}: only explicit two-operand equations "
+                            "without '...' are lowered")
+    a_name, b_name = node.inputs
+    y = node.outputs[0]
+    dims: dict[str, int] = {}
+    for spec, nm in zip(specs, (a_name, b_name), strict=True):
+        for ch, d in zip(spec, ctx.t(nm).shape, strict=True):
+            dims[ch] = max(dims.get(ch, 1), d)
+    red = [ch for ch in dict.fromkeys(specs[0] + specs[1]) if ch not in rhs]
+    order = list(rhs) + red
+    level = {ch: k for k, ch in enumerate(order)}
+
+    def addr_of(nm: str, spec: str) -> Addr:
+        t = ctx.t(nm)
+        st = _strides(t.shape, _itemsize(t.dtype))
+        terms: dict[int, int] = {}
+        for ch, d, s in zip(spec, t.shape, st, strict=True):
+            if d != 1 or dims[ch] == 1:
+                terms[level[ch]] = terms.get(level[ch], 0) + s
+        return Addr(ctx.addr(nm), tuple(sorted(terms.items())))
+
+    za, zb = node.attrs["a_zp"], node.attrs["b_zp"]
+    prod = mul(sub(Load(ctx.t(a_name).dtype, addr_of(a_name, specs[0])), za),
+               sub(Load(ctx.t(b_name).dtype, addr_of(b_name, specs[1])), zb))
+    yt = ctx.t(y)
+    ys = _strides(yt.shape, _itemsize(yt.dtype))
+    y_addr = Addr(ctx.addr(y), tuple((k, ys[k]) for k in range(len(rhs))))
+    inner = nest([dims[ch] for ch in red], [Let("acc", add(Var("acc"), prod))])
+    body = nest([dims[ch] for ch in rhs], [Let("acc", Const(0)), *inner,
+                                           Store(yt.dtype, y_addr, Var("acc"))])
+    return Kernel("", body, parallel=True)
