@@ -208,17 +208,59 @@ def _args_ir(p: argparse.ArgumentParser) -> None:
     from opmlc.frontend import add_ir_arguments
 
     add_ir_arguments(p)
+    p.add_argument("--scheme", choices=("fixed", "int8"),
+                   help="print the quantized integer IR instead of the float IR")
+    p.add_argument("--calibrate", metavar="FILE.npz",
+                   help="calibration inputs (arrays by input name) for --scheme")
+
+
+def _load_npz(path: str | None) -> dict | None:
+    if not path:
+        return None
+    import numpy as np
+
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
     from opmlc.frontend import cmd_ir as run_ir
 
-    return run_ir(args)
+    if not args.scheme:
+        return run_ir(args)
+    from opmlc.frontend import import_onnx, parse_shape_flags
+    from opmlc.ir import print_graph
+    from opmlc.quantize import quantize
+
+    g = import_onnx(args.model, parse_shape_flags(args.shape),
+                    fold_batch_norm=not args.no_fold_bn)
+    qm = quantize(g, args.scheme, _load_npz(args.calibrate))
+    sys.stdout.write(print_graph(qm.graph))
+    return 0
+
+
+def _args_quantize_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("--scheme", choices=("fixed", "int8"), default="fixed")
+    p.add_argument("--calibrate", metavar="FILE.npz",
+                   help="calibration inputs (arrays by input name); synthetic if omitted")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="fix a dynamic input shape, e.g. --shape input=1x3x224x224")
+
+
+def cmd_quantize_report(args: argparse.Namespace) -> int:
+    from opmlc.frontend import parse_shape_flags
+    from opmlc.quantize.report import cmd_quantize_report as run_report
+
+    args.shapes = parse_shape_flags(args.shape)
+    return run_report(args)
 
 
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None],
                       Callable[[argparse.Namespace], int]], ...] = (
     ("ir", "import an ONNX model and print its IR text form", _args_ir, cmd_ir),
+    ("quantize-report", "per-layer quantization error against the float reference",
+     _args_quantize_report, cmd_quantize_report),
     ("asm", "assemble a .s file into a binary image", _args_asm, cmd_asm),
     ("disasm", "disassemble a binary image", _args_disasm, cmd_disasm),
     ("vm", "run a program on the reference stepper, or prove one step", _args_vm, cmd_vm),

@@ -170,3 +170,26 @@ def test_subprocess(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [["vm", str(DOT), "--prove", "-1"]])
 def test_error_negative_step(argv, capsys) -> None:
     _one_error_line(capsys, *argv)
+
+
+MODELS = ROOT / "models"
+
+
+def test_ir_float_and_quantized(capsys) -> None:
+    code, out, _ = run(capsys, "ir", str(MODELS / "digits_cnn.onnx"))
+    assert code == 0 and " = conv(" in out and "q." not in out
+    code, out, _ = run(capsys, "ir", str(MODELS / "digits_cnn.onnx"), "--scheme", "int8")
+    assert code == 0 and " = q.conv(" in out and " = q.requant(" in out and " = conv(" not in out
+
+
+def test_quantize_report(capsys) -> None:
+    code, out, _ = run(capsys, "quantize-report", str(MODELS / "digits_cnn.onnx"))
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert "logits" in rows
+    assert float(rows["logits"][-1]) < 1e-2  # relative error of the output under `fixed`
+
+
+def test_error_ir_missing_model(tmp_path: Path, capsys) -> None:
+    line = _one_error_line(capsys, "ir", str(tmp_path / "nope.onnx"))
+    assert "nope.onnx" in line
