@@ -39,7 +39,7 @@ from opmlc.backend.kernel import (
 )
 from opmlc.errors import OpmlcError
 from opmlc.ir.graph import Graph, Node, TensorType
-from opmlc.ir.ops import run_ref
+from opmlc.ir.ops import canonical_attrs, run_ref
 
 
 class LoweringError(OpmlcError):
@@ -87,6 +87,7 @@ def lower_node(node: Node, ctx: Ctx, name: str) -> Kernel:
     if fn is None:
         raise LoweringError(f"node {name} ({node.op} -> {', '.join(node.outputs)}): no VM/native "
                             f"lowering for op {node.op!r} yet; supported: {sorted(LOWER)}")
+    node = Node(node.op, node.inputs, node.outputs, canonical_attrs(node.op, node.attrs))
     k = fn(node, ctx)
     k.name = name
     return k

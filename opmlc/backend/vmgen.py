@@ -80,7 +80,7 @@ class _Gen:
         self.loop_ids: list[int] = []
         self.streams: dict[tuple, int] = {}  # stream key -> pointer register
         self.stream_moves: dict[int, list[tuple[int, int]]] = {}  # loop id -> [(reg, stride)]
-        self.vars: dict[str, int] = {}
+        self.vars: dict[str, int] = {}  # Let variables live for the whole node
         self._next_loop = 0
 
     # --- emission --------------------------------------------------------------------
@@ -185,9 +185,6 @@ class _Gen:
         self.stmt(s)
         for r in self.streams.values():
             self.release(r)
-        for r in self.vars.values():
-            self.release(r)
-        self.vars = {}
 
     def stmt(self, s: Stmt) -> None:
         if isinstance(s, Loop):
