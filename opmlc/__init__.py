@@ -7,3 +7,17 @@ The execution side (ISA, reference VM, Merkle state) lives in ``opmlc_runtime``
 """
 
 __version__ = "0.1.0"
+
+
+def compile(*args, **kwargs):  # noqa: A001 - the public name users expect
+    """Compile a model to a .opvm artifact; see :func:`opmlc.api.compile`."""
+    from opmlc.api import compile as _compile
+
+    return _compile(*args, **kwargs)
+
+
+def load(*args, **kwargs):
+    """Load a .opvm artifact for running; see :func:`opmlc.api.load`."""
+    from opmlc.api import load as _load
+
+    return _load(*args, **kwargs)

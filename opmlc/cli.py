@@ -256,9 +256,27 @@ def cmd_quantize_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def _lazy(name: str) -> Callable:
+    """A function of opmlc.api, imported on first call (keeps `opmlc --help` light)."""
+
+    def call(*args, **kwargs):
+        from opmlc import api
+
+        return getattr(api, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None],
                       Callable[[argparse.Namespace], int]], ...] = (
     ("ir", "import an ONNX model and print its IR text form", _args_ir, cmd_ir),
+    ("compile", "compile an ONNX model to a .opvm artifact", _lazy("add_compile_args"),
+     _lazy("cmd_compile")),
+    ("run", "run a .opvm artifact on an engine (native, vm, ref)", _lazy("add_run_args"),
+     _lazy("cmd_run")),
+    ("inspect", "describe a .opvm artifact: nodes, step counts, memory map",
+     _lazy("add_inspect_args"), _lazy("cmd_inspect")),
     ("quantize-report", "per-layer quantization error against the float reference",
      _args_quantize_report, cmd_quantize_report),
     ("asm", "assemble a .s file into a binary image", _args_asm, cmd_asm),
