@@ -22,7 +22,8 @@ PARALLEL_MIN_STEPS = 200_000
 
 def threads() -> int:
     env = os.environ.get("OPMLC_THREADS")
-    return max(1, int(env)) if env else max(1, min(os.cpu_count() or 1, 8))
+    n = int(env) if env else min(os.cpu_count() or 1, 8)
+    return max(1, min(n, 64))  # 64: llvmgen.MAX_PARTS, the scratch panels
 
 
 def _init() -> None:

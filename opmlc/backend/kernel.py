@@ -117,11 +117,17 @@ Stmt = Union[Store, Let, Loop]  # noqa: UP007
 @dataclass
 class Kernel:
     """One node's code. ``parallel``: the top-level loops may be split over threads
-    (their iterations write disjoint bytes and read nothing the kernel writes)."""
+    (their iterations write disjoint bytes and read nothing the kernel writes).
+
+    ``native``: an optional description of the same computation (e.g. a contraction's
+    shapes, addresses and zero points) from which ``llvmgen`` emits a tiled, vectorised
+    kernel instead of rendering ``body``; it must write exactly the bytes ``body`` writes
+    (tests/test_native*.py check it). The VM always runs ``body``."""
 
     name: str
     body: list[Stmt] = field(default_factory=list)
     parallel: bool = False
+    native: dict | None = None
 
 
 # ---------------------------------------------------------------- expression builders

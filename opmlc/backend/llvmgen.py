@@ -278,10 +278,317 @@ def gen_function(kernel: Kernel, fname: str) -> str:
 
 
 def gen_module(kernels: list[Kernel], name: str = "opmlc_model") -> str:
-    """A module with ``@node_<k>`` for every kernel (node order)."""
+    """A module with ``@node_<k>`` for every kernel (node order); kernels with a native
+    description get their packed form and share one private scratch buffer."""
     head = [f"; opmlc native kernels: {len(kernels)} nodes", f"; ModuleID = '{name}'", ""]
-    return "\n".join(head + [gen_function(k, f"node_{i}") + "\n" for i, k in
-                             enumerate(kernels)])
+    fns, decls, scratch = [], set(), 0
+    for i, k in enumerate(kernels):
+        nat = gen_native(k, f"node_{i}")
+        if nat is None:
+            fns.append(gen_function(k, f"node_{i}") + "\n")
+        else:
+            fns.append(nat[0] + "\n")
+            decls |= nat[1]
+            scratch = max(scratch, nat[2])
+    if scratch:
+        head.append(f"{SCRATCH} = internal global [{scratch * MAX_PARTS} x i8] "
+                    "zeroinitializer, align 64")
+    head += sorted(decls) + [""]
+    return "\n".join(head + fns)
 
 
-__all__ = ["gen_function", "gen_module"]
+
+
+# ---------------------------------------------------------------- native contractions
+#
+# A contraction kernel with a ``native`` description (``Kernel.native``) is emitted as a
+# packed GEMM instead of its scalar loop nest: y[r, p] = init[r] + sum_k S[r, k] * V[k, p]
+# with r the output rows (conv: output channels of a group), p the contiguous output
+# columns (conv: output positions) and k the reduction. Each work item is one panel of
+# NR columns: its V[., p0:p0+NR] (conv: the im2col window values, x - x_zp, 0 in the
+# padding) is packed as i64 into a private scratch panel (not VM memory: it is never
+# committed), then every MR-row tile accumulates 2*MR <8 x i64> registers over k and
+# stores its outputs once. The work items write disjoint outputs, so the threads split
+# them; integer sums wrap, so the order of the sum is free: the bytes equal the VM's.
+# When x - x_zp and w - w_zp fit 32 bits (from the dtype ranges, so for every input) the
+# products are formed from sign-extended 32-bit halves (x86 vpmuldq): exact all the same.
+
+NR = 16
+MR = 4
+MAX_PARTS = 64
+SCRATCH = "@opmlc_scratch"
+
+
+def _drange(dtype: str) -> tuple[int, int]:
+    size, signed = DTYPE_INFO[dtype]
+    bits = 8 * size
+    if dtype == "bool":
+        return 0, 1
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _fits32(dtype: str, zp: int) -> bool:
+    lo, hi = _drange(dtype)
+    return -(1 << 31) <= lo - zp and hi - zp < (1 << 31)
+
+
+def _vconst(n: int, vals: list[int] | int, ty: str = "i64") -> str:
+    vs = vals if isinstance(vals, list) else [vals] * n
+    return f"<{', '.join(f'{ty} {v}' for v in vs)}>"
+
+
+class _Ir:
+    """A tiny SSA text builder with counted loops (loop-carried values as phis)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.n = 0
+        self.nl = 0
+        self.decls: set[str] = set()
+
+    def v(self, text: str) -> str:
+        self.n += 1
+        t = f"%u{self.n}"
+        self.lines.append(f"  {t} = {text}")
+        return t
+
+    def emit(self, text: str) -> None:
+        self.lines.append("  " + text)
+
+    def label(self, base: str) -> str:
+        self.nl += 1
+        return f"{base}{self.nl}"
+
+    def splat(self, ty: str, n: int, x: str) -> str:
+        i = self.v(f"insertelement <{n} x {ty}> poison, {ty} {x}, i64 0")
+        return self.v(f"shufflevector <{n} x {ty}> {i}, <{n} x {ty}> poison, "
+                      f"<{n} x i32> zeroinitializer")
+
+    def loop(self, lo: str, hi: str, carried: list[tuple[str, str]] = ()):
+        """Open ``for i in [lo, hi)``; returns (i, phis, close) where close(next_values)
+        ends the loop; after it the phis hold the final values."""
+        pre, head, body, latch, done = (self.label(b) for b in ("lp", "lh", "lb", "ll", "le"))
+        self.emit(f"br label %{pre}")
+        self.lines.append(f"{pre}:")
+        self.emit(f"br label %{head}")
+        self.lines.append(f"{head}:")
+        i = self.v(f"phi i64 [ {lo}, %{pre} ], [ %{latch}.i, %{latch} ]")
+        phis, slots = [], []
+        for ty, init in carried:
+            slots.append(len(self.lines))
+            phis.append(self.v(f"phi {ty} [ {init}, %{pre} ], [ @@, %{latch} ]"))
+        c = self.v(f"icmp slt i64 {i}, {hi}")
+        self.emit(f"br i1 {c}, label %{body}, label %{done}")
+        self.lines.append(f"{body}:")
+
+        def close(nexts: list[str] = ()) -> None:
+            for slot, nx in zip(slots, nexts, strict=True):
+                self.lines[slot] = self.lines[slot].replace("@@", nx)
+            self.emit(f"br label %{latch}")
+            self.lines.append(f"{latch}:")
+            self.emit(f"%{latch}.i = add i64 {i}, 1")
+            self.emit(f"br label %{head}")
+            self.lines.append(f"{done}:")
+
+        return i, phis, close
+
+
+def _ext(signed: bool) -> str:
+    return "sext" if signed else "zext"
+
+
+def conv_scratch_bytes(sp: dict) -> int:
+    K = sp["Cg"] * _prod(sp["kern"])
+    return K * NR * 8
+
+
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def _gemm_tile(ir: _Ir, mr: int, rows: list[str], k_count: int, panel: str, wsz: int,
+               w_ty: str, w_signed: bool, w_zp: int, narrow: bool,
+               init: list[str], outs: list[str], mask: tuple[str, str]) -> None:
+    """acc[i] = init[i] + sum_k S[rows[i] + k] * panel[k]; masked stores to outs[i]."""
+    carried = [("<8 x i64>", init[i]) for i in range(mr) for _ in range(2)]
+    k, acc, close = ir.loop("0", str(k_count), carried)
+    pa = ir.v(f"mul i64 {k}, {NR * 8}")
+    p0 = ir.v(f"getelementptr i8, ptr {panel}, i64 {pa}")
+    p1 = ir.v(f"getelementptr i8, ptr {p0}, i64 64")
+    vs = []
+    for p in (p0, p1):
+        v = ir.v(f"load <8 x i64>, ptr {p}, align 64")
+        if narrow:  # the values are sign-extended i32s: say so (lets x86 use vpmuldq)
+            v = ir.v(f"shl <8 x i64> {v}, {_vconst(8, 32)}")
+            v = ir.v(f"ashr <8 x i64> {v}, {_vconst(8, 32)}")
+        vs.append(v)
+    ko = ir.v(f"mul i64 {k}, {wsz}")
+    nexts = []
+    for i in range(mr):
+        wp = ir.v(f"getelementptr i8, ptr {rows[i]}, i64 {ko}")
+        s = ir.v(f"load {w_ty}, ptr {wp}, align {wsz}")
+        if w_ty != "i64":
+            s = ir.v(f"{_ext(w_signed)} {w_ty} {s} to i64")
+        if w_zp:
+            s = ir.v(f"sub i64 {s}, {w_zp}")
+        sv = ir.splat("i64", 8, s)
+        for h in range(2):
+            m = ir.v(f"mul <8 x i64> {vs[h]}, {sv}")
+            nexts.append(ir.v(f"add <8 x i64> {acc[2 * i + h]}, {m}"))
+    close(nexts)
+    ir.decls.add("declare void @llvm.masked.store.v8i64.p0(<8 x i64>, ptr, i32 immarg, "
+                 "<8 x i1>)")
+    for i in range(mr):
+        for h in range(2):
+            p = outs[i] if h == 0 else ir.v(f"getelementptr i8, ptr {outs[i]}, i64 64")
+            ir.emit(f"call void @llvm.masked.store.v8i64.p0(<8 x i64> {acc[2 * i + h]}, "
+                    f"ptr {p}, i32 8, <8 x i1> {mask[h]})")
+
+
+def gen_conv(sp: dict, fname: str) -> tuple[str, set[str]]:
+    """The packed-GEMM native kernel of a q.conv (see the section comment)."""
+    N, C, G, Mg, Cg = (int(sp[k]) for k in ("N", "C", "G", "Mg", "Cg"))
+    kern, H, O = list(sp["kern"]), list(sp["H"]), list(sp["O"])
+    S, D, PAD = list(sp["strides"]), list(sp["dilations"]), list(sp["pads"])
+    nd = len(kern)
+    KK, HW, P = _prod(kern), _prod(H), _prod(O)
+    K, M = Cg * KK, G * Mg
+    NP = -(-P // NR)
+    items = N * G * NP
+    xsz, xsig = DTYPE_INFO[sp["x_dtype"]]
+    wsz, wsig = DTYPE_INFO[sp["w_dtype"]]
+    xty, wty = f"i{8 * xsz}", f"i{8 * wsz}"
+    x_zp, w_zp = int(sp["x_zp"]), int(sp["w_zp"])
+    narrow = _fits32(sp["x_dtype"], x_zp) and _fits32(sp["w_dtype"], w_zp)
+    hst = [_prod(H[i + 1:]) for i in range(nd)]
+    contiguous = all(k == 1 for k in kern) and all(s == 1 for s in S) and \
+        all(p == 0 for p in PAD) and H == O
+    ir = _Ir()
+    ir.decls.add(f"declare <16 x {xty}> @llvm.masked.gather.v16{xty}.v16p0(<16 x ptr>, "
+                 f"i32 immarg, <16 x i1>, <16 x {xty}>)")
+    ir.decls.add(f"declare <16 x {xty}> @llvm.masked.load.v16{xty}.p0(ptr, i32 immarg, "
+                 f"<16 x i1>, <16 x {xty}>)")
+    po = ir.v(f"mul i64 %part, {K * NR * 8}")
+    panel = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, _, close_it = ir.loop(lo, hi)
+    ng = ir.v(f"udiv i64 {it}, {NP}")
+    pj = ir.v(f"urem i64 {it}, {NP}")
+    n = ir.v(f"udiv i64 {ng}, {G}")
+    g = ir.v(f"urem i64 {ng}, {G}")
+    p0 = ir.v(f"mul i64 {pj}, {NR}")
+    pv = ir.v(f"add <16 x i64> {ir.splat('i64', 16, p0)}, {_vconst(16, list(range(16)))}")
+    colmask = ir.v(f"icmp slt <16 x i64> {pv}, {_vconst(16, P)}")
+    starts = [""] * nd
+    rem = pv
+    for i in reversed(range(nd)):
+        o = ir.v(f"urem <16 x i64> {rem}, {_vconst(16, O[i])}")
+        rem = ir.v(f"udiv <16 x i64> {rem}, {_vconst(16, O[i])}")
+        os_ = ir.v(f"mul <16 x i64> {o}, {_vconst(16, S[i])}")
+        starts[i] = ir.v(f"sub <16 x i64> {os_}, {_vconst(16, PAD[i])}")
+    # x of this (n, group): channel n*C + g*Cg
+    nc = ir.v(f"mul i64 {n}, {C}")
+    gc = ir.v(f"mul i64 {g}, {Cg}")
+    xc = ir.v(f"mul i64 {ir.v(f'add i64 {nc}, {gc}')}, {HW * xsz}")
+    xo = ir.v(f"add i64 {xc}, {int(sp['x'])}")
+    xb = ir.v(f"getelementptr i8, ptr %base, i64 {xo}")
+    # pack the panel: k = (c, j_0, .., j_{nd-1}) row-major, as in the weights
+    c, _, close_c = ir.loop("0", str(Cg))
+    xcb = ir.v(f"getelementptr i8, ptr {xb}, i64 {ir.v(f'mul i64 {c}, {HW * xsz}')}")
+    js, closes = [], []
+    kidx = c
+    for i in range(nd):
+        j, _, cl = ir.loop("0", str(kern[i]))
+        js.append(j)
+        closes.append(cl)
+        kidx = ir.v(f"add i64 {ir.v(f'mul i64 {kidx}, {kern[i]}')}, {j}")
+    zero = f"<16 x {xty}> zeroinitializer"
+    if contiguous:
+        valid = colmask
+        ptr = ir.v(f"getelementptr i8, ptr {xcb}, i64 {ir.v(f'mul i64 {p0}, {xsz}')}")
+        vals = ir.v(f"call <16 x {xty}> @llvm.masked.load.v16{xty}.p0(ptr {ptr}, i32 {xsz}, "
+                    f"<16 x i1> {valid}, {zero})")
+    else:
+        valid, off = colmask, None
+        for i in range(nd):
+            jd = ir.v(f"mul i64 {js[i]}, {D[i]}")
+            pos = ir.v(f"add <16 x i64> {starts[i]}, {ir.splat('i64', 16, jd)}")
+            ok = ir.v(f"icmp ult <16 x i64> {pos}, {_vconst(16, H[i])}")
+            valid = ir.v(f"and <16 x i1> {valid}, {ok}")
+            t = ir.v(f"mul <16 x i64> {pos}, {_vconst(16, hst[i] * xsz)}")
+            off = t if off is None else ir.v(f"add <16 x i64> {off}, {t}")
+        off = ir.v(f"select <16 x i1> {valid}, <16 x i64> {off}, <16 x i64> zeroinitializer")
+        ptrs = ir.v(f"getelementptr i8, ptr {xcb}, <16 x i64> {off}")
+        vals = ir.v(f"call <16 x {xty}> @llvm.masked.gather.v16{xty}.v16p0(<16 x ptr> {ptrs}, "
+                    f"i32 {xsz}, <16 x i1> {valid}, {zero})")
+    wide = vals if xty == "i64" else ir.v(f"{_ext(xsig)} <16 x {xty}> {vals} to <16 x i64>")
+    if x_zp:
+        wide = ir.v(f"sub <16 x i64> {wide}, {_vconst(16, x_zp)}")
+    wide = ir.v(f"select <16 x i1> {valid}, <16 x i64> {wide}, <16 x i64> zeroinitializer")
+    dst = ir.v(f"getelementptr i8, ptr {panel}, i64 {ir.v(f'mul i64 {kidx}, {NR * 8}')}")
+    ir.emit(f"store <16 x i64> {wide}, ptr {dst}, align 64")
+    for cl in reversed(closes):
+        cl()
+    close_c()
+    # the GEMM over the panel: MR-row tiles, then the remaining rows one by one
+    mask = (ir.v(f"shufflevector <16 x i1> {colmask}, <16 x i1> poison, "
+                 f"<8 x i32> {_vconst(8, list(range(8)), 'i32')}"),
+            ir.v(f"shufflevector <16 x i1> {colmask}, <16 x i1> poison, "
+                 f"<8 x i32> {_vconst(8, list(range(8, 16)), 'i32')}"))
+    m0 = ir.v(f"mul i64 {g}, {Mg}")
+    nM = ir.v(f"mul i64 {n}, {M}")
+    full = (Mg // MR) * MR
+
+    def tile(mr: int, r: str) -> None:
+        rows, outs, init = [], [], []
+        for i in range(mr):
+            m = ir.v(f"add i64 {ir.v(f'add i64 {m0}, {r}')}, {i}")
+            wo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {K * wsz}')}, {int(sp['w'])}")
+            rows.append(ir.v(f"getelementptr i8, ptr %base, i64 {wo}"))
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, 8")
+            yo = ir.v(f"add i64 {yo}, {int(sp['y'])}")
+            outs.append(ir.v(f"getelementptr i8, ptr %base, i64 {yo}"))
+            if sp.get("bias") is None:
+                init.append("zeroinitializer")
+            else:
+                bsz, bsig = DTYPE_INFO[sp["bias_dtype"]]
+                bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {int(sp['bias'])}")
+                bp = ir.v(f"getelementptr i8, ptr %base, i64 {bo}")
+                b = ir.v(f"load i{8 * bsz}, ptr {bp}, align {bsz}")
+                if bsz < 8:
+                    b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+                init.append(ir.splat("i64", 8, b))
+        _gemm_tile(ir, mr, rows, K, panel, wsz, wty, wsig, w_zp, narrow, init, outs, mask)
+
+    if full:
+        rt, _, close_r = ir.loop("0", str(full // MR))
+        tile(MR, ir.v(f"mul i64 {rt}, {MR}"))
+        close_r()
+    if full < Mg:
+        r1, _, close_r1 = ir.loop(str(full), str(Mg))
+        tile(1, r1)
+        close_r1()
+    close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
+def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
+    """(function text, declarations, scratch bytes per part) for a kernel with a native
+    description, or None to render its loop nest."""
+    sp = kernel.native
+    if not sp:
+        return None
+    if sp["kind"] == "conv":
+        text, decls = gen_conv(sp, fname)
+        return text, decls, conv_scratch_bytes(sp)
+    return None
+
+
+__all__ = ["MAX_PARTS", "gen_conv", "gen_function", "gen_module", "gen_native"]

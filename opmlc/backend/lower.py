@@ -626,7 +626,17 @@ def _qconv(node: Node, ctx: Ctx) -> Kernel:
     inner = nest([Cg] + kern, [Let("acc", add(Var("acc"), mul(v, wv)))])
     body = nest([xt.shape[0], G, Mg] + osh, [Let("acc", init), *inner,
                                              Store(yt.dtype, y_addr, Var("acc"))])
-    return Kernel("", body, parallel=True)
+    k = Kernel("", body, parallel=True)
+    if yt.dtype == "i64" and body:
+        k.native = {
+            "kind": "conv", "N": xt.shape[0], "C": xt.shape[1], "G": G, "Mg": Mg, "Cg": Cg,
+            "kern": kern, "H": list(xt.shape[2:]), "O": osh, "strides": list(a["strides"]),
+            "dilations": list(a["dilations"]), "pads": list(a["pads"][:nd]),
+            "x": ctx.addr(x), "x_dtype": xt.dtype, "x_zp": a["x_zp"],
+            "w": ctx.addr(w), "w_dtype": wt.dtype, "w_zp": a["w_zp"], "y": ctx.addr(y),
+            "bias": ctx.addr(bias) if bias is not None else None,
+            "bias_dtype": ctx.t(bias).dtype if bias is not None else None}
+    return k
 
 
 def _pool(node: Node, ctx: Ctx, init: Expr, step: Callable[[Expr, Expr, Expr | None], Expr]
