@@ -12,10 +12,20 @@ The native engine never runs the VM: it knows the core state of S_k statically a
 hashes the shared memory buffer (only when ``commit`` is asked, node roots cost one
 incremental Merkle update each). The VM engine steps the reference stepper exactly
 ``steps_k`` times per node and checks that it lands on the canonical S_k.
+:meth:`Program.replay` builds the same states from values computed elsewhere (the
+compiler's integer reference): node k writes exactly its output regions, so writing
+each node's outputs in order reproduces every S_k.
+
+``capture=True`` returns the bytes of every node output as it stands at that node's
+boundary (``RunResult.tensors``; activations share bytes later, so they are read
+there), for tensor-by-tensor comparisons between engines.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,10 +52,18 @@ class InputError(ValueError):
 class RunResult:
     engine: str
     outputs: dict[str, np.ndarray]
-    state_root: bytes
+    _root: bytes | Callable[[], bytes]  # the final state root, or how to compute it
     steps: int
     node_roots: list[bytes] = field(default_factory=list)
     initial_root: bytes | None = None
+    tensors: dict[str, bytes] = field(default_factory=dict)  # capture=True: raw node outputs
+
+    @property
+    def state_root(self) -> bytes:
+        """The final state root (a plain native run computes it on first access)."""
+        if callable(self._root):
+            self._root = self._root()
+        return self._root
 
     def to_json(self, commit: bool = False) -> dict:
         d = {"engine": self.engine,
@@ -71,6 +89,13 @@ def quantize_edge(x: np.ndarray, q: dict, shape: tuple[int, ...]) -> np.ndarray:
     v = np.clip(v, -(2.0**62), 2.0**62).astype(np.int64) + int(q["zero_point"])
     info = np.iinfo(DTYPES[q["dtype"]])
     return np.clip(v, info.min, info.max).astype(DTYPES[q["dtype"]])
+
+
+def _scale_str(s: float | list) -> str:
+    if isinstance(s, (list, tuple)):
+        return f"per-channel x{len(s)}"
+    m, e = np.frexp(float(s))
+    return f"2^{int(e) - 1}" if m == 0.5 else f"{float(s):.6g}"
 
 
 def dequantize_edge(v: np.ndarray, q: dict) -> np.ndarray:
@@ -99,6 +124,11 @@ class Program:
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ArtifactError(f"artifact metadata incomplete: {e}") from None
         self._native = None
+        self._mem: Memory | None = None  # the native engine's buffer, reused run to run
+        self._mem_lock = threading.Lock()
+        self._pending: weakref.ref | None = None  # last result with a lazy root on _mem
+        self._writable: list[tuple[int, int]] | None = None
+        self._regions = {r[1]: (int(r[2]), int(r[3])) for r in m["memory"]["regions"]}
 
     @classmethod
     def load(cls, path: str) -> Program:
@@ -118,8 +148,34 @@ class Program:
         return CoreState(pc=self.halt_pc, step=steps + 1, status=Status.HALTED,
                          depth=self.depth)
 
+    def signature(self) -> str:
+        """One line per input: ``name: dtype[shape]`` and how float arrays are taken."""
+        lines = []
+        for sig in self.inputs:
+            q = sig.get("quant")
+            how = (f"float arrays are quantized (scale {_scale_str(q['scale'])}, zero point "
+                   f"{q['zero_point']}); integer arrays are taken as quantized values"
+                   if q else "integer values only")
+            lines.append(f"{sig['name']}: {sig['dtype']}{list(sig['shape'])} ({how})")
+        return "; ".join(lines) or "(no inputs)"
+
+    def check_names(self, inputs: dict[str, np.ndarray]) -> None:
+        names = [s["name"] for s in self.inputs]
+        unknown = sorted(k for k in inputs if k not in names)
+        missing = [k for k in names if k not in inputs]
+        if unknown or missing:
+            what = []
+            if unknown:
+                what.append(f"unknown input{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(map(repr, unknown))}")
+            if missing:
+                what.append(f"missing input{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(map(repr, missing))}")
+            raise InputError(f"{'; '.join(what)}; the model takes {self.signature()}")
+
     def memory(self, inputs: dict[str, np.ndarray]) -> Memory:
         """S0's memory: the image plus the inputs (validated and converted)."""
+        self.check_names(inputs)
         mem = Memory(self.depth, size_hint=self.total)
         mem.reserve(self.total)
         mem.load_image(0, np.frombuffer(self.art.image, np.uint8))
@@ -128,32 +184,42 @@ class Program:
         return mem
 
     def encode_input(self, sig: dict, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The bytes of input ``sig`` (float: quantized by the edge rule; integer: checked
+        to fit the declared dtype)."""
         name = sig["name"]
         if name not in inputs:
-            raise InputError(f"missing input {name!r} ({sig['dtype']}{sig['shape']}); "
-                             f"the model takes {[s['name'] for s in self.inputs]}")
-        x = np.asarray(inputs[name])
+            raise InputError(f"missing input {name!r}; the model takes {self.signature()}")
+        x = inputs[name]
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
+            got = type(x).__name__ if not isinstance(x, np.ndarray) else f"{x.dtype} array"
+            raise InputError(f"input {name!r} is a {got}, not a numeric array; the model "
+                             f"takes {self.signature()}")
         shape = tuple(sig["shape"])
         if x.shape != shape:
             if x.size == int(np.prod(shape, dtype=np.int64)) and x.ndim != len(shape):
                 x = x.reshape(shape)
             else:
                 raise InputError(f"input {name!r} has shape {list(x.shape)}, the model "
-                                 f"expects {list(shape)}")
+                                 f"expects {sig['dtype']}{list(shape)}")
         dt = np.dtype(DTYPES[sig["dtype"]])
         if x.dtype.kind == "f":
             if sig.get("quant") is None:
                 raise InputError(f"input {name!r} is {x.dtype} but the model takes "
-                                 f"{sig['dtype']} without quantization parameters")
+                                 f"{sig['dtype']}{list(shape)} integers without "
+                                 "quantization parameters")
             x = quantize_edge(x, sig["quant"], shape)
-        elif x.dtype.kind in "iub":
+        else:
             c = x.astype(dt)
             if not np.array_equal(c, x):
-                raise InputError(f"input {name!r} does not fit {sig['dtype']}")
+                raise InputError(f"input {name!r} ({x.dtype}) does not fit {sig['dtype']}")
             x = c
-        else:
-            raise InputError(f"input {name!r} has unsupported dtype {x.dtype}")
         return np.ascontiguousarray(x.astype(dt)).view(np.uint8).reshape(-1)
+
+    def dequantize_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs with quantization parameters as float32 (``(q - zero_point) * scale``);
+        the others unchanged."""
+        q = {s["name"]: s.get("quant") for s in self.outputs}
+        return {k: dequantize_edge(v, q[k]) if q.get(k) else v for k, v in outputs.items()}
 
     def read_outputs(self, mem: Memory) -> dict[str, np.ndarray]:
         out = {}
@@ -173,22 +239,102 @@ class Program:
         return self._native
 
     def run(self, inputs: dict[str, np.ndarray], engine: str = "native",
-            commit: bool = False) -> RunResult:
+            commit: bool = False, capture: bool = False) -> RunResult:
         if engine == "native":
-            return self._run_native(inputs, commit)
+            return self._run_native(inputs, commit, capture)
         if engine == "vm":
-            return self._run_vm(inputs, commit)
+            return self._run_vm(inputs, commit, capture)
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES} "
                          "(or 'ref' through the compiler API)")
 
-    def _run_native(self, inputs: dict[str, np.ndarray], commit: bool) -> RunResult:
+    def _capture(self, k: int, mem: Memory, out: dict[str, bytes]) -> None:
+        for name in self.nodes[k]["outputs"]:
+            addr, n = self._regions[name]
+            out[name] = mem.read(addr, n)
+
+    def replay(self, inputs: dict[str, np.ndarray], values: dict[str, bytes | np.ndarray],
+               commit: bool = False, engine: str = "ref") -> RunResult:
+        """The run whose node k wrote ``values[o]`` (raw little-endian bytes or an array of
+        the declared dtype) for each of its outputs o: the same S_k roots, final root and
+        step count as a real engine when the values are right."""
+        mem = self.memory(inputs)
+        initial = state_root(self.boundary_core(-1), mem.root()) if commit else None
+        roots = []
+        for k, n in enumerate(self.nodes):
+            for name in n["outputs"]:
+                addr, nb = self._regions[name]
+                v = values[name]
+                raw = v if isinstance(v, bytes) else np.ascontiguousarray(v).astype(
+                    np.asarray(v).dtype.newbyteorder("<")).tobytes()
+                if len(raw) != nb:
+                    raise EngineError(f"node {k} ({n['name']}): value {name!r} has "
+                                      f"{len(raw)} bytes, its region {nb}")
+                mem.write(addr, raw)
+            if commit:
+                roots.append(state_root(self.boundary_core(k), mem.root()))
+        outs = self.read_outputs(mem)
+        final = state_root(self.final_core(), mem.root())
+        return RunResult(engine, outs, final, self.final_core().step, roots, initial)
+
+    def _writable_ranges(self) -> list[tuple[int, int]]:
+        """The merged byte ranges a run can change: the inputs and every node's outputs."""
+        if self._writable is None:
+            rs = sorted([(int(s["address"]), int(s["nbytes"])) for s in self.inputs]
+                        + [(int(r[0]), int(r[1])) for n in self.nodes for r in n["writes"]])
+            out: list[list[int]] = []
+            for a, n in rs:
+                if out and a <= out[-1][0] + out[-1][1]:
+                    out[-1][1] = max(out[-1][1], a + n - out[-1][0])
+                elif n:
+                    out.append([a, n])
+            self._writable = [(a, n) for a, n in out]
+        return self._writable
+
+    def _native_memory(self, inputs: dict[str, np.ndarray]) -> Memory:
+        """S0's memory for a native run: the previous run's buffer with every byte a run
+        can change (inputs, node outputs) restored from the image, then the inputs, so it
+        equals ``memory(inputs)`` byte for byte; its Merkle tree is kept, so a root
+        rehashes only those bytes (never the weights)."""
+        if self._mem is None:
+            self._mem = self.memory(inputs)
+            return self._mem
+        prev = self._pending() if self._pending is not None else None
+        if prev is not None:
+            prev.state_root  # noqa: B018 - settle the lazy root before the buffer changes
+        self._pending = None
+        self.check_names(inputs)
+        data = [(int(sig["address"]), self.encode_input(sig, inputs)) for sig in self.inputs]
+        mem, img = self._mem, np.frombuffer(self.art.image, np.uint8)
+        buf = mem.buffer
+        for a, n in self._writable_ranges():
+            e, m = a + n, min(a + n, len(img))
+            if a < m:
+                buf[a:m] = img[a:m]
+            if max(a, m) < e:
+                buf[max(a, m):e] = 0
+            mem.mark_dirty(a, n)
+        for a, raw in data:
+            mem.load_image(a, raw)
+        return mem
+
+    def _run_native(self, inputs: dict[str, np.ndarray], commit: bool,
+                    capture: bool = False) -> RunResult:
+        if not self._mem_lock.acquire(blocking=False):  # a concurrent run: its own memory
+            return self._run_native_on(self.memory(inputs), commit, capture, False)
+        try:
+            return self._run_native_on(self._native_memory(inputs), commit, capture, True)
+        finally:
+            self._mem_lock.release()
+
+    def _run_native_on(self, mem: Memory, commit: bool, capture: bool,
+                       shared: bool) -> RunResult:
         from opmlc_runtime.native import PARALLEL_MIN_STEPS
 
         nat = self.native()
-        mem = self.memory(inputs)
         initial = state_root(self.boundary_core(-1), mem.root()) if commit else None
         base = mem.buffer.ctypes.data
-        roots = []
+        roots: list[bytes] = []
+        tensors: dict[str, bytes] = {}
         for k, n in enumerate(self.nodes):
             par = bool(n.get("parallel")) and int(n["steps"]) >= PARALLEL_MIN_STEPS
             nat.run_node(k, base, par)
@@ -196,17 +342,28 @@ class Program:
                 mem.mark_dirty(int(r[0]), int(r[1]))
             if commit:
                 roots.append(state_root(self.boundary_core(k), mem.root()))
+            if capture:
+                self._capture(k, mem, tensors)
         outs = self.read_outputs(mem)
-        final = state_root(self.final_core(), mem.root())
-        return RunResult("native", outs, final, self.final_core().step, roots, initial)
+        core = self.final_core()
+        if commit:
+            final: bytes | Callable[[], bytes] = state_root(core, mem.root())
+        else:  # no commitment unless asked: the root is hashed when first read
+            final = lambda: state_root(core, mem.root())  # noqa: E731
+        res = RunResult("native", outs, final, core.step, roots, initial, tensors)
+        if shared and not commit:
+            self._pending = weakref.ref(res)
+        return res
 
-    def _run_vm(self, inputs: dict[str, np.ndarray], commit: bool) -> RunResult:
+    def _run_vm(self, inputs: dict[str, np.ndarray], commit: bool,
+                capture: bool = False) -> RunResult:
         from opmlc_runtime.stepper import VM
 
         mem = self.memory(inputs)
         vm = VM(mem, pc=self.entry)
         initial = vm.root() if commit else None
-        roots = []
+        roots: list[bytes] = []
+        tensors: dict[str, bytes] = {}
         for k, n in enumerate(self.nodes):
             vm.run(max_steps=int(n["steps"]))
             want = self.boundary_core(k)
@@ -220,12 +377,14 @@ class Program:
                     f"{[i for i, r in enumerate(c.regs) if r]}")
             if commit:
                 roots.append(vm.root())
+            if capture:
+                self._capture(k, mem, tensors)
         vm.run(max_steps=1)
         if vm.core.status != Status.HALTED:
             raise EngineError(f"VM did not halt at {self.halt_pc:#x}: status "
                               f"{Status(vm.core.status).name}, pc {vm.core.pc:#x}")
         outs = self.read_outputs(mem)
-        return RunResult("vm", outs, vm.root(), vm.core.step, roots, initial)
+        return RunResult("vm", outs, vm.root(), vm.core.step, roots, initial, tensors)
 
 
 def load(path: str) -> Program:

@@ -39,8 +39,19 @@ def node_name(k: int, node: Any) -> str:
     return f"{k}:{node.op}:{node.outputs[0]}"
 
 
-def _lower_all(g: Graph, ctx: Ctx) -> list[Kernel]:
-    return [lower_node(n, ctx, node_name(k, n)) for k, n in enumerate(g.nodes)]
+# models with at least this many nodes report lowering progress every tenth of the nodes
+PROGRESS_MIN_NODES = 50
+
+
+def _lower_all(g: Graph, ctx: Ctx, say: Callable[[str], None] | None = None) -> list[Kernel]:
+    n = len(g.nodes)
+    every = max(1, -(-n // 10)) if say is not None and n >= PROGRESS_MIN_NODES else 0
+    out = []
+    for k, node in enumerate(g.nodes):
+        out.append(lower_node(node, ctx, node_name(k, node)))
+        if every and ((k + 1) % every == 0 or k + 1 == n):
+            say(f"  lowered {k + 1}/{n} nodes ({100 * (k + 1) // n}%)")
+    return out
 
 
 def _sig(g: Graph, plan: MemPlan, name: str, quant: dict | None) -> dict:
@@ -60,10 +71,12 @@ def compile_graph(g: Graph, *, quant_in: dict[str, dict | None] | None = None,
     aliases = find_aliases(g)
     ctx = Ctx(g, {}, aliases=aliases)
     say(f"lowering {len(g.nodes)} nodes")
-    _lower_all(g, ctx)  # first pass: collect lowering tables
+    _lower_all(g, ctx, say)  # first pass: collect lowering tables
     tables = dict(ctx.tables)
     code_size = 0
-    for _ in range(8):
+    for rnd in range(8):
+        say(f"layout round {rnd + 1}: memory plan, VM code" + (
+            f" (code {code_size} bytes)" if code_size else ""))
         plan = plan_memory(g, code_size, tables, aliases)
         ctx = Ctx(g, {n: r.address for n, r in plan.values.items()}, aliases=aliases)
         kernels = _lower_all(g, ctx)
