@@ -326,6 +326,26 @@ class Program:
         finally:
             self._mem_lock.release()
 
+    def profile_native(self, inputs: dict[str, np.ndarray]) -> list[float]:
+        """Seconds spent in each node's native kernel on one run (no commitment)."""
+        import time
+
+        from opmlc_runtime.native import PARALLEL_MIN_STEPS
+
+        nat = self.native()
+        with self._mem_lock:
+            mem = self._native_memory(inputs)
+            base = mem.buffer.ctypes.data
+            out = []
+            for k, n in enumerate(self.nodes):
+                par = bool(n.get("parallel")) and int(n["steps"]) >= PARALLEL_MIN_STEPS
+                t = time.perf_counter()
+                nat.run_node(k, base, par)
+                out.append(time.perf_counter() - t)
+                for r in n["writes"]:
+                    mem.mark_dirty(int(r[0]), int(r[1]))
+        return out
+
     def _run_native_on(self, mem: Memory, commit: bool, capture: bool,
                        shared: bool) -> RunResult:
         from opmlc_runtime.native import PARALLEL_MIN_STEPS

@@ -1,0 +1,199 @@
+"""The packed native contraction kernels: bit-exact against the integer reference on
+random shapes (odd sizes, groups, strides, dilations, padding, zero points, bias, dtypes
+that do and do not fit the 32-bit product path), identical under any thread count, and
+the native engine's reused buffer, lazy root and JIT object cache change no byte.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import opmlc.quantize  # noqa: F401 - registers q.*
+from opmlc.backend.compile import compile_graph
+from opmlc.backend.llvmgen import _fits32
+from opmlc.ir.graph import Graph, Node, TensorType
+from opmlc.quantize.interp import evaluate_int, verify_int
+from opmlc_runtime import native
+from opmlc_runtime.engines import Program
+
+NP = {"i8": np.int8, "u8": np.uint8, "i16": np.int16, "i32": np.int32, "i64": np.int64}
+
+
+def _rand(rng: np.random.Generator, dtype: str, shape, lim: int | None = None) -> np.ndarray:
+    info = np.iinfo(NP[dtype])
+    lo, hi = info.min, info.max
+    if lim is not None:
+        lo, hi = max(lo, -lim), min(hi, lim)
+    return rng.integers(lo, hi, shape, endpoint=True).astype(NP[dtype])
+
+
+def conv_graph(x_t: TensorType, w: np.ndarray, bias: np.ndarray | None, attrs: dict) -> Graph:
+    g = Graph()
+    g.inputs = ["x"]
+    g.types["x"] = x_t
+    g.consts["w"] = w
+    g.types["w"] = TensorType.of(w)
+    args = ["x", "w"]
+    if bias is not None:
+        g.consts["b"] = bias
+        g.types["b"] = TensorType.of(bias)
+        args.append("b")
+    from opmlc.ir.ops import infer_types
+
+    g.types["y"] = infer_types("q.conv", [g.types[a] for a in args], attrs)[0]
+    g.nodes = [Node("q.conv", tuple(args), ("y",), attrs)]
+    g.outputs = ["y"]
+    return verify_int(g)
+
+
+def run_threads(prog: Program, x: dict, counts=(1, 2, 3)) -> list:
+    out = []
+    try:
+        for n in counts:
+            native.set_threads(n)
+            out.append(prog.run(x, "native", commit=True))
+    finally:
+        native.set_threads(None)
+    return out
+
+
+@st.composite
+def conv_case(draw):
+    nd = draw(st.integers(1, 2))
+    G = draw(st.integers(1, 3))
+    Cg, Mg = draw(st.integers(1, 4)), draw(st.integers(1, 7))
+    kern = [draw(st.integers(1, 3)) for _ in range(nd)]
+    s = [draw(st.integers(1, 3)) for _ in range(nd)]
+    d = [draw(st.integers(1, 2)) for _ in range(nd)]
+    pb = [draw(st.integers(0, 2)) for _ in range(nd)]
+    pe = [draw(st.integers(0, 2)) for _ in range(nd)]
+    H = [max(draw(st.integers(1, 11)), d[i] * (kern[i] - 1) + 1 - pb[i] - pe[i])
+         for i in range(nd)]
+    xd = draw(st.sampled_from(["i8", "u8", "i16", "i32", "i64"]))
+    wd = draw(st.sampled_from(["i8", "i16", "i32"]))
+    x_zp = draw(st.sampled_from([0, 3, -128, 1 << 20]))
+    w_zp = draw(st.sampled_from([0, -1, 7]))
+    return dict(nd=nd, N=draw(st.integers(1, 2)), G=G, Cg=Cg, Mg=Mg, kern=kern, s=s, d=d,
+                pads=pb + pe, H=H, xd=xd, wd=wd, x_zp=x_zp, w_zp=w_zp,
+                bias=draw(st.sampled_from([None, "i32", "i64"])),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(c=conv_case())
+def test_conv_native_bit_exact(c: dict) -> None:
+    """Random q.conv: ref == native under 1, 2 and 3 threads (same node roots); the VM too
+    when the node is small enough for the reference stepper."""
+    rng = np.random.default_rng(c["seed"])
+    M = c["G"] * c["Mg"]
+    x_t = TensorType(c["xd"], (c["N"], c["G"] * c["Cg"], *c["H"]))
+    lim = 1 << 40 if c["xd"] == "i64" else None
+    w = _rand(rng, c["wd"], (M, c["Cg"], *c["kern"]))
+    bias = None if c["bias"] is None else _rand(rng, c["bias"], (M,))
+    attrs = {"strides": c["s"], "pads": c["pads"], "dilations": c["d"], "group": c["G"],
+             "x_zp": c["x_zp"], "w_zp": c["w_zp"]}
+    g = conv_graph(x_t, w, bias, attrs)
+    x = {"x": _rand(rng, c["xd"], x_t.shape, lim)}
+    ref = evaluate_int(g, x)["y"]
+    prog = Program(compile_graph(g))
+    assert prog.art.meta["nodes"][0]["parallel"]
+    runs = run_threads(prog, x)
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], ref)
+        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
+    if prog.art.meta["total_steps"] < 150_000:
+        vm = prog.run(x, "vm", commit=True)
+        np.testing.assert_array_equal(vm.outputs["y"], ref)
+        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+
+
+def test_fits32_rule() -> None:
+    """The 32-bit product path is taken only when every dtype value minus the zero point
+    fits: i32 with zero point 0 yes, with any other zero point or i64 no."""
+    assert _fits32("i32", 0) and _fits32("i16", -5) and _fits32("u8", 255)
+    assert not _fits32("i32", 1) and not _fits32("i32", -1) and not _fits32("i64", 0)
+
+
+def test_conv_wide_layer_threads_deterministic() -> None:
+    """A layer with many panels and a row tail (Mg % 4 != 0), i32 x i16 as in the fixed
+    scheme, and the extreme values of both dtypes: every thread count, same bytes."""
+    rng = np.random.default_rng(7)
+    x_t = TensorType("i32", (1, 6, 23, 19))
+    w = _rand(rng, "i16", (10, 6, 3, 3))
+    w[0] = -(1 << 15)
+    attrs = {"strides": [1, 2], "pads": [1, 0, 2, 1], "dilations": [1, 1], "group": 1,
+             "x_zp": 0, "w_zp": 0}
+    g = conv_graph(x_t, w, _rand(rng, "i64", (10,)), attrs)
+    x = {"x": _rand(rng, "i32", x_t.shape)}
+    x["x"][0, :, :4] = np.iinfo(np.int32).min
+    ref = evaluate_int(g, x)["y"]
+    prog = Program(compile_graph(g))
+    runs = run_threads(prog, x, (1, 2, 4, 7))
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], ref)
+        assert r.node_roots == runs[0].node_roots
+
+
+def _two_node_program() -> tuple[Graph, Program]:
+    rng = np.random.default_rng(3)
+    g = Graph()
+    g.inputs = ["x"]
+    g.types["x"] = TensorType("i8", (1, 3, 9, 9))
+    g.consts["w"] = _rand(rng, "i8", (4, 3, 3, 3))
+    g.consts["m"] = np.array([3], np.int64)
+    g.consts["s"] = np.array([9], np.int64)
+    for c in ("w", "m", "s"):
+        g.types[c] = TensorType.of(g.consts[c])
+    g.types["acc"] = TensorType("i64", (1, 4, 7, 7))
+    g.types["y"] = TensorType("i8", (1, 4, 7, 7))
+    g.nodes = [Node("q.conv", ("x", "w"), ("acc",), {"strides": [1, 1], "pads": [0, 0, 0, 0],
+                                                     "dilations": [1, 1], "group": 1,
+                                                     "x_zp": 2, "w_zp": 0}),
+               Node("q.requant", ("acc", "m", "s"), ("y",), {"x_zp": 0, "zp": 1,
+                                                            "dtype": "i8"})]
+    g.outputs = ["y"]
+    return verify_int(g), Program(compile_graph(verify_int(g)))
+
+
+def test_reused_buffer_and_lazy_root_match_fresh_runs() -> None:
+    """Runs on one Program reuse its buffer: outputs, S0, every node root and the final
+    root equal those of a fresh Program, and a plain run's lazy root is settled before
+    the next run can change the buffer."""
+    g, prog = _two_node_program()
+    rng = np.random.default_rng(11)
+    xs = [{"x": _rand(rng, "i8", (1, 3, 9, 9))} for _ in range(3)]
+    plain = prog.run(xs[0], "native")  # kept: its root must survive the next runs
+    for x in xs[1:] + xs[:1]:
+        got = prog.run(x, "native", commit=True)
+        want = Program(prog.art).run(x, "native", commit=True)
+        np.testing.assert_array_equal(got.outputs["y"], evaluate_int(g, x)["y"])
+        assert (got.initial_root, got.node_roots, got.state_root) == (
+            want.initial_root, want.node_roots, want.state_root)
+    assert plain.state_root == Program(prog.art).run(xs[0], "native").state_root
+    assert prog.run(xs[1], "vm").state_root == prog.run(xs[1], "native").state_root
+
+
+def test_jit_object_cache(tmp_path, monkeypatch) -> None:
+    """The second load of the same IR comes from the cache and computes the same bytes."""
+    monkeypatch.setenv("OPMLC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("OPMLC_JIT_CACHE", raising=False)
+    _, prog = _two_node_program()
+    x = {"x": _rand(np.random.default_rng(5), "i8", (1, 3, 9, 9))}
+    a = prog.run(x, "native", commit=True)
+    assert not prog.native().cache_hit and list(tmp_path.iterdir())
+    p2 = Program(prog.art)
+    b = p2.run(x, "native", commit=True)
+    assert p2.native().cache_hit
+    assert a.node_roots == b.node_roots and a.state_root == b.state_root
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 100])
+def test_set_threads_bounds(n: int) -> None:
+    try:
+        native.set_threads(n)
+        assert 1 <= native.threads() <= native.MAX_THREADS
+    finally:
+        native.set_threads(None)
