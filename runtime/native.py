@@ -24,8 +24,9 @@ _lock = threading.Lock()
 _inited = False
 _pool: ThreadPoolExecutor | None = None
 _threads: int | None = None
-# A node this many VM steps or more is split over the threads.
-PARALLEL_MIN_STEPS = 200_000
+# A node this many VM steps or more is split over the threads (a VM step is ~0.1 ns of
+# native work; handing a node to the pool costs tens of microseconds).
+PARALLEL_MIN_STEPS = 4_000_000
 MAX_THREADS = 64  # llvmgen.MAX_PARTS: one scratch panel per thread
 
 
