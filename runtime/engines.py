@@ -189,11 +189,14 @@ class Program:
         name = sig["name"]
         if name not in inputs:
             raise InputError(f"missing input {name!r}; the model takes {self.signature()}")
-        x = inputs[name]
-        if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
-            got = type(x).__name__ if not isinstance(x, np.ndarray) else f"{x.dtype} array"
-            raise InputError(f"input {name!r} is a {got}, not a numeric array; the model "
-                             f"takes {self.signature()}")
+        try:
+            x = np.asarray(inputs[name])
+        except (TypeError, ValueError):
+            x = np.asarray(None)
+        if x.dtype.kind not in "fiub":
+            raise InputError(f"input {name!r} is a {type(inputs[name]).__name__} of "
+                             f"{x.dtype}, not a numeric array; the model takes "
+                             f"{self.signature()}")
         shape = tuple(sig["shape"])
         if x.shape != shape:
             if x.size == int(np.prod(shape, dtype=np.int64)) and x.ndim != len(shape):

@@ -3,10 +3,16 @@
 Parametrized over every case whose ops the engine claims; known failures are
 listed per op in ``conformance_xfail.py`` (strict xfail).  Cases of unclaimed ops
 are not run here; ``docs/conformance.md`` counts them.
+
+The compiled engines ``native`` and ``vm`` are checked against ``int`` (the exact
+integer reference of the same quantized graph) rather than against the expected
+outputs: the same arrays bit for bit, or both fail. A sample of every 20th claimed
+case runs in the fast set; every case in the slow set (about a minute).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -14,7 +20,8 @@ import pytest
 from conformance_cases import all_cases, claimed, run_case
 from conformance_xfail import TESTED_ENGINES, xfail_reason
 
-from opmlc.onnx_backend import engines
+from opmlc.backend import StepCapExceeded
+from opmlc.onnx_backend import engines, prepare
 
 
 def _params() -> list:
@@ -59,3 +66,60 @@ def test_backend_module_api() -> None:
         backend.prepare(helper.make_model(helper.make_graph(
             [node], "g", [helper.make_tensor_value_info("x", 1, [1, 2])],
             [helper.make_tensor_value_info("y", 1, [1, 2])])), engine="nope")
+
+
+def _engine_outputs(case, engine: str) -> list | str:  # noqa: ANN001
+    """Every data set's outputs, or the name of the exception the engine raised."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            rep = prepare(case.model, engine=engine)
+            return [rep.run({vi.name: x for vi, x in zip(case.model.graph.input, ins,
+                                                         strict=False)})
+                    for ins, _ in case.data_sets]
+    except StepCapExceeded:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure: both engines must fail
+        return type(e).__name__
+
+
+# cases where the integer reference (numpy) raises but the kernels have a defined result
+DEFINED_WHERE_INT_RAISES = {
+    r"^test_reduce_max_empty_set": "max over an empty set: the kernel gives the dtype's "
+                                   "minimum (numpy's max raises)",
+}
+
+
+def _compiled_params(every: int) -> list:
+    claims = engines()["native"].claims
+    cases = [c for c in all_cases() if claimed(c, claims)]
+    params = []
+    for k, case in enumerate(cases):
+        marks = [] if k % every == 0 else [pytest.mark.slow]
+        params.append(pytest.param(case, id=case.name, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("case", _compiled_params(20))
+def test_compiled_engines_equal_int(case) -> None:  # noqa: ANN001 - conformance_cases.Case
+    want = _engine_outputs(case, "int")
+    for engine in ("native", "vm"):
+        try:
+            got = _engine_outputs(case, engine)
+        except StepCapExceeded:
+            continue  # the VM declines large cases
+        if isinstance(want, str) and not isinstance(got, str) and any(
+                re.search(p, case.name) for p in DEFINED_WHERE_INT_RAISES):
+            continue
+        if isinstance(want, str) or isinstance(got, str):
+            assert isinstance(want, str) and isinstance(got, str), (engine, want, got)
+            continue
+        for ds_want, ds_got in zip(want, got, strict=True):
+            for w, g in zip(ds_want, ds_got, strict=True):
+                assert w.dtype == g.dtype and w.shape == g.shape, engine
+                np.testing.assert_array_equal(g, w, err_msg=engine)
+
+
+def test_compiled_engines_registered() -> None:
+    table = engines()
+    assert {"float", "int", "native", "vm"} <= set(table)

@@ -22,7 +22,7 @@ from opmlc.backend.llvmgen import gen_module
 from opmlc.backend.lower import Ctx, lower_node
 from opmlc.backend.memplan import MemPlan, align, plan_memory
 from opmlc.backend.vmgen import gen_node, halt
-from opmlc.ir.graph import Graph
+from opmlc.ir.graph import Graph, TensorType
 from opmlc.ir.text import print_graph
 from opmlc_runtime.artifact import FORMAT_VERSION, Artifact
 from opmlc_runtime.isa import ISA_VERSION
@@ -129,7 +129,7 @@ def compile_graph(g: Graph, *, quant_in: dict[str, dict | None] | None = None,
         "code": {"address": 0, "nbytes": code_size, "halt": halt_pc},
         "inputs": [_sig(g, plan, n, qi.get(n)) for n in g.inputs],
         "outputs": [_sig(g, plan, n, qo.get(n)) for n in g.outputs],
-        "consts": [[n, str(g.types[n]) if n in g.types else f"{a.dtype}{list(a.shape)}",
+        "consts": [[n, str(g.types[n] if n in g.types else TensorType.of(a)),
                     plan.values[n].address] for n, a in consts],
         "nodes": nodes, "total_steps": step + 1,
         "ir_sha256": hashlib.sha256(print_graph(g).encode()).hexdigest(),

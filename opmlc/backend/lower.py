@@ -4,8 +4,8 @@
 LLVM IR, so one lowering serves both engines. Register a new op with ``@lowering``.
 Semantics follow the exact references in ``opmlc.quantize.intops`` (checked bit for
 bit by tests/test_backend_ops.py). Defined behaviour where numpy would raise:
-``gather`` clamps an index (after adding the axis length to a negative one) to
-``[0, dim - 1]``.
+``gather`` and ``gather_elements`` clamp an index (after adding the axis length to a
+negative one) to ``[0, dim - 1]``.
 """
 
 from __future__ import annotations
@@ -450,6 +450,41 @@ def _gather(node: Node, ctx: Ctx) -> Kernel:
     return Kernel("", body, parallel=True)
 
 
+@lowering("gather_elements")
+def _gather_elements(node: Node, ctx: Ctx) -> Kernel:
+    """y[i] = x[i with the axis coordinate g], g = clamp(idx[i] + (idx[i] < 0 ? dim : 0),
+    0, dim - 1) (clamped like gather); the other coordinates broadcast as in numpy."""
+    x, ind = node.inputs
+    y = node.outputs[0]
+    xt, it, yt = ctx.t(x), ctx.t(ind), ctx.t(y)
+    ax = node.attrs["axis"] % xt.rank
+    shape = tuple(yt.shape)
+    if yt.size == 0:
+        return Kernel("", [])
+    isz = _itemsize(xt.dtype)
+    xs = _bstrides(xt.shape, shape, isz)
+    ax_stride = _strides(xt.shape, isz)[ax]
+    xs[ax] = 0
+    dim = xt.shape[ax]
+    i = Load(it.dtype, _addr(ctx.addr(ind), _bstrides(it.shape, shape, _itemsize(it.dtype))))
+    lets = [Let("g", add(i, cmov(Const(dim), op("slt", i, 0), Const(0)))),
+            Let("g", smin(smax(Var("g"), 0), dim - 1))]
+    src = Addr(ctx.addr(x), _addr(0, xs).terms, ((Var("g"), ax_stride),))
+    dst = _addr(ctx.addr(y), _strides(shape, _itemsize(yt.dtype)))
+    return Kernel("", nest(list(shape), [*lets, Store(yt.dtype, dst, Load(xt.dtype, src))]),
+                  parallel=True)
+
+
+@lowering("trilu")
+def _trilu(node: Node, ctx: Ctx) -> Kernel:
+    """A static index map: kept elements copied, the others 0."""
+    src, dst = node.inputs[0], node.outputs[0]
+    st = ctx.t(src)
+    iota = np.arange(st.size, dtype=np.int64).reshape(st.shape)
+    idx = np.asarray(run_ref("trilu", [iota + 1], node.attrs)[0]) - 1
+    return index_map(node, ctx, src, dst, idx, Const(0))
+
+
 # ---------------------------------------------------------------- contractions, reductions
 
 
@@ -523,7 +558,10 @@ def _qreduce_sum(node: Node, ctx: Ctx) -> Kernel:
 
 @lowering("q.reduce_max")
 def _qreduce_max(node: Node, ctx: Ctx) -> Kernel:
-    return _reduce(node, ctx, list(node.attrs["axes"]), Const(-(1 << 63)), smax,
+    """y = max over axes, starting from the dtype's minimum (the result of an empty set)."""
+    nbytes, signed = DTYPE_INFO[ctx.t(node.inputs[0]).dtype]
+    lowest = -(1 << (8 * nbytes - 1)) if signed else 0
+    return _reduce(node, ctx, list(node.attrs["axes"]), Const(lowest), smax,
                    ctx.t(node.outputs[0]).dtype)
 
 

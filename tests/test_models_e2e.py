@@ -1,0 +1,193 @@
+"""Whole models, compiled: integer reference == native == VM for every tensor and root.
+
+Every node output is read out of memory at that node's boundary (``capture=True``; the
+reference replays its values into the memory plan, ``Program.replay``) and compared byte
+for byte; the final state root of the reference replay equals the engines', and with
+``commit`` the node roots of native and VM are identical.
+
+The nine light models of the onnx package (``onnx/backend/test/data/light``) have
+constant-filled weights; they get seeded random weights here (as in test_frontend.py)
+so that equality means something. Figures on the 2-core CI machine (fixed scheme,
+compile = import + quantize + back end; native = JIT + one run):
+
+    model          nodes  VM steps   compile  native (JIT + run)
+    bvlc_alexnet      42  2.3e10       ~6 s   ~0.6 + 1.8 s
+    densenet121      736  9.6e10       ~2 s   ~10 + 1.1 s
+    inception_v1     238  5.8e10       ~2 s   ~4 + 0.5 s
+    inception_v2     393  8.1e10       ~1 s   ~6 + 0.7 s
+    resnet50         178  1.4e11       ~2 s   ~3 + 1.7 s
+    shufflenet       211  3.4e9       <1 s    ~5 + 0.1 s
+    squeezenet       102  1.2e10      <1 s    ~2 + 0.1 s
+    vgg19             63  8.7e11      ~17 s   ~1 + 9 s
+    zfnet512          42  4.5e10       ~5 s   ~0.6 + 1.3 s
+
+The VM (the Python reference stepper, ~2e5 steps/s) runs the digits MLP (fast set), the
+digits CNN and the two tiny decoders (slow set); the light models' 1e10+ steps are
+native-only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from opmlc import api
+from opmlc_runtime.engines import RunResult
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+LIGHT_NAMES = sorted(Path(p).stem[len("light_"):] for p in glob.glob(str(LIGHT / "*.onnx")))
+
+
+def randomize_light(path: Path) -> onnx.ModelProto:
+    """Replace the ConstantOfShape weights of a light model by seeded random values
+    (biases / BN parameters near 1 so BN variances stay positive)."""
+    m = onnx.load(str(path))
+    shapes = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    rng = np.random.default_rng(0)
+    for node in m.graph.node:
+        if node.op_type != "ConstantOfShape":
+            continue
+        shape = tuple(int(d) for d in shapes[node.input[0]])
+        if len(shape) == 1:
+            arr = rng.uniform(0.5, 1.5, shape)
+        else:
+            arr = rng.standard_normal(shape) / np.sqrt(max(np.prod(shape[1:]), 1))
+        t = numpy_helper.from_array(arr.astype(np.float32), "value")
+        node.CopyFrom(helper.make_node("Constant", [], [node.output[0]], value=t))
+    return m
+
+
+def model_inputs(m: api.Model, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in m.program.inputs:
+        if s["quant"]:
+            out[s["name"]] = rng.standard_normal(s["shape"]).astype(np.float32)
+        else:
+            out[s["name"]] = rng.integers(0, 8, s["shape"]).astype(np.int64)
+    return out
+
+
+def assert_same_run(m: api.Model, want: RunResult, got: RunResult) -> None:
+    """Same outputs, same final root and steps, and the same bytes for every node output
+    at its boundary (the first differing node is named)."""
+    for node in m.meta["nodes"]:
+        for o in node["outputs"]:
+            if want.tensors and got.tensors and want.tensors[o] != got.tensors[o]:
+                t = m.tensors(want)[o], m.tensors(got)[o]
+                bad = int(np.count_nonzero(t[0] != t[1]))
+                raise AssertionError(f"{got.engine} != {want.engine} at node {node['name']}, "
+                                     f"value {o}: {bad} of {t[0].size} elements differ")
+    for k, v in want.outputs.items():
+        assert v.dtype == got.outputs[k].dtype
+        np.testing.assert_array_equal(got.outputs[k], v, err_msg=f"{got.engine} output {k}")
+    assert got.steps == want.steps == m.meta["total_steps"]
+    assert got.state_root == want.state_root
+    if want.node_roots and got.node_roots:
+        assert got.node_roots == want.node_roots
+
+
+# ---------------------------------------------------------------- small models, three engines
+
+
+def test_digits_mlp_every_tensor_three_engines() -> None:
+    m = api.Model(api.compile(MODELS / "digits_mlp_sklearn.onnx"))
+    x = model_inputs(m)
+    ref = m.run(x, "ref", commit=True, capture=True)
+    nat = m.run(x, "native", commit=True, capture=True)
+    vm = m.run(x, "vm", commit=True, capture=True)
+    assert len(ref.tensors) == sum(len(n["outputs"]) for n in m.meta["nodes"])
+    assert len(ref.node_roots) == len(m.meta["nodes"])
+    assert_same_run(m, ref, nat)
+    assert_same_run(m, ref, vm)
+    assert nat.initial_root == vm.initial_root == ref.initial_root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_cnn", "gpt2_tiny", "llama_tiny"])
+def test_model_every_tensor_three_engines(name: str) -> None:
+    """The VM on models of 1e6 - 2.4e6 steps (5 - 13 s each on the reference stepper)."""
+    m = api.Model(api.compile(MODELS / f"{name}.onnx"))
+    x = model_inputs(m)
+    ref = m.run(x, "ref", commit=True, capture=True)
+    assert_same_run(m, ref, m.run(x, "native", commit=True, capture=True))
+    assert_same_run(m, ref, m.run(x, "vm", commit=True, capture=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_mlp_sklearn", "digits_cnn"])
+def test_digits_int8_native_vm(name: str) -> None:
+    m = api.Model(api.compile(MODELS / f"{name}.onnx", scheme="int8"))
+    x = model_inputs(m, 3)
+    ref = m.run(x, "ref", commit=True, capture=True)
+    assert_same_run(m, ref, m.run(x, "native", commit=True, capture=True))
+    assert_same_run(m, ref, m.run(x, "vm", commit=True, capture=True))
+
+
+def test_digits_accuracy_through_native() -> None:
+    """The compiled MLP classifies the held-out digits as the float model does."""
+    m = api.Model(api.compile(MODELS / "digits_mlp_sklearn.onnx"))
+    data = np.load(MODELS / "digits_test.npz")
+    xs, ys = data["X"][:60], data["y"][:60]
+    hits = 0
+    for xi, yi in zip(xs, ys, strict=True):
+        out = m.dequantize(m.run({"input": xi.reshape(1, 64)}, "native").outputs)
+        hits += int(np.argmax(out["probabilities"]) == yi)
+    assert hits >= 55
+
+
+# ---------------------------------------------------------------- the nine light models
+
+
+def _light_case(name: str, scheme: str) -> tuple[api.Model, dict[str, np.ndarray], dict]:
+    from opmlc.frontend import import_onnx
+    from opmlc.quantize import quantize
+
+    t0 = time.perf_counter()
+    g = import_onnx(randomize_light(LIGHT / f"light_{name}.onnx"))
+    qm = quantize(g, scheme, n_synth=1)
+    t1 = time.perf_counter()
+    m = api.Model(api.compile(qm))
+    t2 = time.perf_counter()
+    m.program.native()
+    t3 = time.perf_counter()
+    x = {g.inputs[0]: np.random.default_rng(1).standard_normal(
+        g.types[g.inputs[0]].shape).astype(np.float32)}
+    return m, x, {"quantize": t1 - t0, "backend": t2 - t1, "jit": t3 - t2}
+
+
+# (model, scheme): the fixed scheme on all nine, int8 on three
+LIGHT_CASES = [(n, "fixed") for n in LIGHT_NAMES] + [
+    ("squeezenet", "int8"), ("resnet50", "int8"), ("shufflenet", "int8")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "scheme"), LIGHT_CASES, ids=[f"{n}-{s}" for n, s in LIGHT_CASES])
+def test_light_model_native_equals_ref(name: str, scheme: str) -> None:
+    """Native == the exact integer reference for every tensor and the final state root."""
+    m, x, times = _light_case(name, scheme)
+    t0 = time.perf_counter()
+    nat = m.run(x, "native", capture=True)
+    times["native"] = time.perf_counter() - t0
+    ref = m.run(x, "ref", capture=True)
+    assert_same_run(m, ref, nat)
+    out = m.dequantize(nat.outputs)
+    assert all(np.isfinite(v).all() for v in out.values())
+    print(f"\n{name} {scheme}: {len(m.meta['nodes'])} nodes, {m.meta['total_steps']:.3g} "
+          "steps; " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    # the back end itself stays fast (quantization dominates compile time)
+    assert times["backend"] < 30
+
+
+def test_light_model_list() -> None:
+    assert len(LIGHT_NAMES) == 9, LIGHT_NAMES
+    assert os.path.exists(LIGHT / "light_squeezenet.onnx")
