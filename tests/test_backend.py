@@ -1,16 +1,16 @@
-"""Back end infrastructure: memory plan, VM codegen step counts, engines, whole models."""
+"""Back end infrastructure: memory plan, VM codegen step counts, engines.
+
+Whole models: test_models_e2e.py; the CLI and API: test_api.py; ops: test_backend_ops.py
+and test_backend_hypothesis.py."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import opmlc.quantize  # noqa: F401 - registers q.*
-from opmlc import api
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.kernel import Addr, Const, Idx, Kernel, Let, Load, Loop, Store, Var, add, op
 from opmlc.backend.memplan import plan_memory
@@ -173,79 +173,23 @@ def test_input_errors_are_clear() -> None:
         prog.run({"x": np.zeros((3,), np.int16)}, "native")
     with pytest.raises(InputError, match="does not fit"):
         prog.run({"x": np.full((16,), 1 << 20, np.int64)}, "native")
+    with pytest.raises(InputError, match=r"unknown input 'z'; the model takes x: i16\[16\]"):
+        prog.run({"x": np.zeros((16,), np.int16), "z": np.zeros(1)}, "vm")
+    with pytest.raises(InputError, match="not a numeric array"):
+        prog.run({"x": np.array(["a"] * 16)}, "native")
 
 
-# ---------------------------------------------------------------- whole models
-
-
-def _model_inputs(m: api.Model, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for s in m.program.inputs:
-        if s["quant"]:
-            out[s["name"]] = rng.standard_normal(s["shape"]).astype(np.float32)
-        else:
-            out[s["name"]] = rng.integers(0, 8, s["shape"]).astype(np.int64)
-    return out
-
-
-def test_digits_mlp_ref_native_vm() -> None:
-    m = api.Model(api.compile(MODELS / "digits_mlp_sklearn.onnx"))
-    x = _model_inputs(m)
-    ref = m.run(x, "ref")
-    nat, vm = m.run(x, "native", commit=True), m.run(x, "vm", commit=True)
-    for k, v in ref.outputs.items():
-        np.testing.assert_array_equal(nat.outputs[k], v)
-        np.testing.assert_array_equal(vm.outputs[k], v)
-    assert nat.node_roots == vm.node_roots and nat.state_root == vm.state_root
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["digits_cnn", "gpt2_tiny", "llama_tiny", "digits_mlp_sklearn"])
-def test_model_native_equals_ref(name: str) -> None:
-    m = api.Model(api.compile(MODELS / f"{name}.onnx"))
-    x = _model_inputs(m)
-    ref = m.run(x, "ref")
-    nat = m.run(x, "native", commit=True)
-    for k, v in ref.outputs.items():
-        np.testing.assert_array_equal(nat.outputs[k], v)
-
-
-@pytest.mark.slow
-def test_digits_cnn_vm_node_roots() -> None:
-    m = api.Model(api.compile(MODELS / "digits_cnn.onnx"))
-    x = _model_inputs(m)
-    nat, vm = m.run(x, "native", commit=True), m.run(x, "vm", commit=True)
-    assert nat.node_roots == vm.node_roots and nat.state_root == vm.state_root
-
-
-# ---------------------------------------------------------------- CLI functions
-
-
-def test_cli_compile_run_inspect(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "m.opvm"
-    p = argparse.ArgumentParser()
-    api.add_compile_args(p)
-    assert api.cmd_compile(p.parse_args([str(MODELS / "digits_mlp_sklearn.onnx"), "-o",
-                                         str(out), "-q"])) == 0
-    m = api.load(out)
-    sig = m.program.inputs[0]
-    np.save(tmp_path / "x.npy", _model_inputs(m)[sig["name"]])
-    results = {}
-    for eng in ("native", "vm", "ref"):
-        p = argparse.ArgumentParser()
-        api.add_run_args(p)
-        args = p.parse_args([str(out), "--input", f"{sig['name']}={tmp_path / 'x.npy'}",
-                             "--engine", eng, "--json"] + (["--commit"] if eng != "ref"
-                                                           else []))
-        capsys.readouterr()
-        assert api.cmd_run(args) == 0
-        results[eng] = json.loads(capsys.readouterr().out)
-    assert results["native"]["outputs"] == results["vm"]["outputs"] == results["ref"]["outputs"]
-    assert results["native"]["node_roots"] == results["vm"]["node_roots"]
-    assert results["native"]["state_root"].startswith("0x")
-    assert results["native"]["steps"] == results["vm"]["steps"] == m.meta["total_steps"]
-    p = argparse.ArgumentParser()
-    api.add_inspect_args(p)
-    assert api.cmd_inspect(p.parse_args([str(out)])) == 0
-    assert "nodes" in capsys.readouterr().out
+def test_replay_gives_the_engines_roots() -> None:
+    """Writing each node's outputs in order reproduces every boundary state."""
+    g = chain_graph(3)
+    prog = Program(compile_graph(g))
+    x = {"x": np.arange(16, dtype=np.int16) - 8}
+    env = evaluate_int(g, x, return_all=True)
+    rep = prog.replay(x, {o: env[o] for n in g.nodes for o in n.outputs}, commit=True)
+    vm = prog.run(x, "vm", commit=True, capture=True)
+    assert rep.node_roots == vm.node_roots and rep.state_root == vm.state_root
+    assert rep.steps == vm.steps and rep.initial_root == vm.initial_root
+    assert vm.tensors["t0"] == env["t0"].astype("<i2").tobytes()
+    bad = {o: env[o] for n in g.nodes for o in n.outputs}
+    bad["t1"] = bad["t1"] + 1
+    assert prog.replay(x, bad, commit=True).node_roots[1] != vm.node_roots[1]

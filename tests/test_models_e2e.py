@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from backend_util import assert_same_run
 from onnx import helper, numpy_helper
 
 from opmlc import api
-from opmlc_runtime.engines import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -75,25 +75,6 @@ def model_inputs(m: api.Model, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             out[s["name"]] = rng.integers(0, 8, s["shape"]).astype(np.int64)
     return out
-
-
-def assert_same_run(m: api.Model, want: RunResult, got: RunResult) -> None:
-    """Same outputs, same final root and steps, and the same bytes for every node output
-    at its boundary (the first differing node is named)."""
-    for node in m.meta["nodes"]:
-        for o in node["outputs"]:
-            if want.tensors and got.tensors and want.tensors[o] != got.tensors[o]:
-                t = m.tensors(want)[o], m.tensors(got)[o]
-                bad = int(np.count_nonzero(t[0] != t[1]))
-                raise AssertionError(f"{got.engine} != {want.engine} at node {node['name']}, "
-                                     f"value {o}: {bad} of {t[0].size} elements differ")
-    for k, v in want.outputs.items():
-        assert v.dtype == got.outputs[k].dtype
-        np.testing.assert_array_equal(got.outputs[k], v, err_msg=f"{got.engine} output {k}")
-    assert got.steps == want.steps == m.meta["total_steps"]
-    assert got.state_root == want.state_root
-    if want.node_roots and got.node_roots:
-        assert got.node_roots == want.node_roots
 
 
 # ---------------------------------------------------------------- small models, three engines
