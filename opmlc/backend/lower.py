@@ -761,38 +761,44 @@ def _qnorm(node: Node, ctx: Ctx) -> Kernel:
     inner_shape = tuple(xt.shape[ax:])
     n = int(np.prod(inner_shape, dtype=np.int64))
     xsz, ysz = _itemsize(xt.dtype), _itemsize(yt.dtype)
+    center = node.op == "q.layer_norm"
+
+    def a_of(xv: Expr) -> Expr:
+        av = op("srar", sub(xv, a["x_zp"]), a["pre"])
+        return sub(av, Var("mu")) if center else av
+
+    # the sums run over the n elements of a row as one flat loop (level 1)
     xv = Load(xt.dtype, Addr(ctx.addr(x), ((0, n * xsz), (1, xsz))))
     av = op("srar", sub(xv, a["x_zp"]), a["pre"])
-    center = node.op == "q.layer_norm"
-    ac = sub(av, Var("mu")) if center else av
+    ac = a_of(xv)
+    # the output pass runs over the row's axes (levels 1..), coalesced with gamma / beta
+    # broadcast strides, so any broadcast of gamma / beta over the row is addressed exactly
+    params = [p for p in (gamma, beta) if p is not None and _scalar_const(ctx, p) is None]
+    pst = [_bstrides(ctx.t(p).shape, inner_shape, _itemsize(ctx.t(p).dtype)) for p in params]
+    shp, sts = _coalesce(list(inner_shape), [_strides(inner_shape, xsz),
+                                             _strides(inner_shape, ysz), *pst])
+    pass_x = Load(xt.dtype, _addr(ctx.addr(x), [n * xsz] + sts[0]))
 
     def per_elem(name: str) -> Expr:
-        t = ctx.t(name)
         c = _scalar_const(ctx, name)
         if c is not None:
             return Const(c)
-        bs = _bstrides(t.shape, inner_shape, _itemsize(t.dtype))
-        shp, (st,) = _coalesce(list(inner_shape), [bs])
-        # flat index -> broadcast address: exact only when coalescing leaves one axis
-        if len(shp) <= 1:
-            return Load(t.dtype, Addr(ctx.addr(name), ((1, st[0] if st else 0),)))
-        raise LoweringError(f"{node.op}: gamma/beta shape {t.shape} against "
-                            f"{inner_shape} needs a multi-axis broadcast")
+        return Load(ctx.t(name).dtype, _addr(ctx.addr(name), [0] + sts[2 + params.index(name)]))
 
     lets, sd = isqrt_expr(add(op("sll", Var("v"), 2 * a["sd_bits"]), a["eps"]), "q")
-    z = op("div", op("sll", ac, a["norm_bits"] + a["sd_bits"]), Var("sd"))
+    z = op("div", op("sll", a_of(pass_x), a["norm_bits"] + a["sd_bits"]), Var("sd"))
     t = mul(z, per_elem(gamma))
     if beta is not None:
         t = add(t, per_elem(beta))
     out = saturate(add(op("srar", t, a["shift"]), a["zp"]), a["dtype"])
-    y_addr = Addr(ctx.addr(y), ((0, n * ysz), (1, ysz)))
+    y_addr = _addr(ctx.addr(y), [n * ysz] + sts[1])
     row: list[Stmt] = []
     if center:
         row += [Let("mu", Const(0)), Loop(n, (Let("mu", add(Var("mu"), av)),)),
                 Let("mu", op("div", Var("mu"), n))]
     row += [Let("v", Const(0)), Loop(n, (Let("v", add(Var("v"), mul(ac, ac))),)),
             Let("v", op("div", Var("v"), n)), *lets, Let("sd", sd),
-            Loop(n, (Store(yt.dtype, y_addr, out),))]
+            *nest(shp, [Store(yt.dtype, y_addr, out)])]
     return Kernel("", nest([A], row), parallel=True)
 
 
