@@ -1,6 +1,7 @@
 """Native kernels vs onnxruntime (float32, same thread count, same process), per model.
 
     .venv/bin/python bench/bench_native.py [--repeat N] [--models a,b] [--no-vm]
+        [--scheme fixed|int8]
 
 Per model: the compile time (import + quantize + lower + LLVM IR) and the JIT time
 (cold, then from the on-disk object cache); the median latency after warm-up of
@@ -64,9 +65,10 @@ def ort_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def bench_model(name: str, path: Path, repeat: int) -> tuple[dict, api.Model, dict]:
+def bench_model(name: str, path: Path, repeat: int, scheme: str = "fixed"
+                ) -> tuple[dict, api.Model, dict]:
     t = time.perf_counter()
-    m = api.Model(api.compile(path))
+    m = api.Model(api.compile(path, scheme=scheme))
     r = {"compile": time.perf_counter() - t}
     prog = m.program
     os.environ["OPMLC_JIT_CACHE"] = "0"
@@ -97,14 +99,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-vm", action="store_true", help="skip the VM steps/s measurement")
+    ap.add_argument("--scheme", choices=("fixed", "int8"), default="fixed")
     args = ap.parse_args()
+    print(f"scheme {args.scheme}")
     ms = lambda s: f"{1000 * s:8.2f}"  # noqa: E731
     print(f"{'model':<17} {'compile s':>9} {'jit s':>6} {'cached':>6} | {'ort 1t':>8} "
           f"{'ort 2t':>8} | {'nat 1t':>8} {'nat 2t':>8} | {'x ort1':>6} {'x ort2':>6} | "
           f"{'+commit':>8} {'commit':>8} | {'VM steps':>15}   (latencies in ms)")
     kept = {}
     for name in args.models.split(","):
-        r, m, x = bench_model(name, MODELS[name], args.repeat)
+        r, m, x = bench_model(name, MODELS[name], args.repeat, args.scheme)
         kept[name] = (m, x)
         print(f"{name:<17} {r['compile']:9.2f} {r['jit']:6.2f} {r['jit_cached']:6.2f} | "
               f"{ms(r['ort1'])} {ms(r['ort2'])} | {ms(r['nat1'])} {ms(r['nat2'])} | "
@@ -113,7 +117,7 @@ def main() -> None:
               flush=True)
     if not args.no_vm:
         m, x = kept.get("digits_cnn") or bench_model(
-            "digits_cnn", MODELS["digits_cnn"], 1)[1:]
+            "digits_cnn", MODELS["digits_cnn"], 1, args.scheme)[1:]
         t = time.perf_counter()
         res = m.run(x, "vm")
         dt = time.perf_counter() - t

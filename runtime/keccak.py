@@ -101,22 +101,36 @@ def _rotation_offsets() -> list[int]:
     return r
 
 
+# Pairs hashed together in the SIMD kernel (one 64-bit lane of a vector each).
+_WIDTH = 8
+
+
 def _build_ir() -> str:
-    """LLVM IR of ``void keccak256_pairs(i64* in, i64* out, i64 n)``.
+    """LLVM IR of ``void keccak256_pairs(i64* in, i64* out, i64 n)`` and of
+    ``keccak256_pairs_x8`` (same contract, n a multiple of 8).
 
     For i in [0, n): out[4i : 4i+4] = keccak256(in[8i : 8i+8]) (lanes little-endian).
     A 64-byte message fits one 136-byte rate block, so one permutation per hash: absorb
     lanes 0..7, pad 0x01 at byte 64 (lane 8) and 0x80 at byte 135 (top of lane 16).
     The 24 rounds are unrolled in straight-line SSA so LLVM keeps lanes in registers.
+    The x8 variant runs the same permutation on <8 x i64> vectors, one hash per vector
+    lane (8 independent hashes per iteration: AVX-512 vprolq / vpternlogq, or AVX2 pairs).
     """
     from llvmlite import ir
 
+    mod = ir.Module(name="opmlc_keccak")
+    _build_fn(ir, mod, "keccak256_pairs", 1)
+    _build_fn(ir, mod, "keccak256_pairs_x8", _WIDTH)
+    return str(mod)
+
+
+def _build_fn(ir, mod, name: str, width: int) -> None:
     i64 = ir.IntType(64)
+    ty = i64 if width == 1 else ir.VectorType(i64, width)
     rc = _round_constants()
     rot = _rotation_offsets()
-    mod = ir.Module(name="opmlc_keccak")
     fnty = ir.FunctionType(ir.VoidType(), [i64.as_pointer(), i64.as_pointer(), i64])
-    fn = ir.Function(mod, fnty, name="keccak256_pairs")
+    fn = ir.Function(mod, fnty, name=name)
     src, dst, n = fn.args
     entry, loop, done = (fn.append_basic_block(s) for s in ("entry", "loop", "done"))
 
@@ -130,18 +144,27 @@ def _build_ir() -> str:
     def const(v: int) -> ir.Constant:
         return ir.Constant(i64, v)
 
+    def vconst(v: int) -> ir.Constant:
+        return const(v) if width == 1 else ir.Constant(ty, [v] * width)
+
     def rotl(v, s: int):
         if s == 0:
             return v
-        return b.or_(b.shl(v, const(s)), b.lshr(v, const(64 - s)))
+        return b.or_(b.shl(v, vconst(s)), b.lshr(v, vconst(64 - s)))
 
     base_in = b.mul(i, const(8))
-    lanes = [const(0)] * 25
+    lanes = [vconst(0)] * 25
     for j in range(8):
-        ptr = b.gep(src, [b.add(base_in, const(j))])
-        lanes[j] = b.load(ptr, align=1)
-    lanes[8] = const(0x01)
-    lanes[_RATE_LANES - 1] = const(0x80 << 56)
+        if width == 1:
+            lanes[j] = b.load(b.gep(src, [b.add(base_in, const(j))]), align=1)
+            continue
+        v = ir.Constant(ty, ir.Undefined)
+        for w in range(width):  # word j of pair i + w
+            x = b.load(b.gep(src, [b.add(base_in, const(8 * w + j))]), align=1)
+            v = b.insert_element(v, x, const(w))
+        lanes[j] = v
+    lanes[8] = vconst(0x01)
+    lanes[_RATE_LANES - 1] = vconst(0x80 << 56)
 
     for r in range(24):
         # theta
@@ -162,24 +185,28 @@ def _build_ir() -> str:
         lanes = [
             b.xor(
                 bb[x + 5 * y],
-                b.and_(b.not_(bb[(x + 1) % 5 + 5 * y]), bb[(x + 2) % 5 + 5 * y]),
+                b.and_(b.xor(bb[(x + 1) % 5 + 5 * y], vconst(-1)), bb[(x + 2) % 5 + 5 * y]),
             )
             for y in range(5)
             for x in range(5)
         ]
         # iota
-        lanes[0] = b.xor(lanes[0], const(rc[r]))
+        lanes[0] = b.xor(lanes[0], vconst(rc[r]))
 
     base_out = b.mul(i, const(4))
     for j in range(4):
-        b.store(lanes[j], b.gep(dst, [b.add(base_out, const(j))]), align=1)
-    nxt = b.add(i, const(1))
+        if width == 1:
+            b.store(lanes[j], b.gep(dst, [b.add(base_out, const(j))]), align=1)
+            continue
+        for w in range(width):
+            x = b.extract_element(lanes[j], const(w))
+            b.store(x, b.gep(dst, [b.add(base_out, const(4 * w + j))]), align=1)
+    nxt = b.add(i, const(width))
     i.add_incoming(nxt, loop)
     b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
 
     b = ir.IRBuilder(done)
     b.ret_void()
-    return str(mod)
 
 
 _KernelFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -203,7 +230,16 @@ class _Jit:
         pb.getModulePassManager().run(mod, pb)
         self.engine = llvm.create_mcjit_compiler(mod, self.tm)
         self.engine.finalize_object()
-        self.fn = _KernelFn(self.engine.get_function_address("keccak256_pairs"))
+        self.fn1 = _KernelFn(self.engine.get_function_address("keccak256_pairs"))
+        self.fn8 = _KernelFn(self.engine.get_function_address("keccak256_pairs_x8"))
+
+    def fn(self, src: int, dst: int, n: int) -> None:
+        """Hash n pairs: the SIMD kernel over the multiple of 8, the scalar one after."""
+        n8 = n - n % _WIDTH
+        if n8:
+            self.fn8(src, dst, n8)
+        if n > n8:
+            self.fn1(src + 64 * n8, dst + 32 * n8, n - n8)
 
 
 _jit: _Jit | None = None

@@ -579,6 +579,287 @@ def gen_conv(sp: dict, fname: str) -> tuple[str, set[str]]:
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+# ---------------------------------------------------------------- exact float conv
+#
+# When every product |(x - x_zp)(w - w_zp)| <= PB (x bounded by its dtype, w by the
+# constant weights' actual max |w - w_zp|), a block of KC products summed in binary64
+# (binary32) is exact as long as KC * PB <= 2^53 (2^24): every product and every
+# partial sum is an integer the format represents, so fmuladd rounds nothing, fused or
+# not. The kernel therefore sums blocks of KC products in f64 (f32) FMA lanes, converts
+# each block sum to i64 exactly and adds it to the wrapping i64 output: the same bits as
+# the VM's i64 sum. A work item is (n, group, a block of NPB column panels, a block of
+# MB output rows): it packs its im2col panels as floats (K x NR each, private scratch),
+# then for every MR-row tile and KC-deep slice of k packs the weight slice as floats
+# (MR x KC) and runs an MR x NR register tile over each panel, flushing into y.
+
+FMR = 8          # rows of the float register tile (2 * FMR vector accumulators)
+FPANEL_BYTES = 1 << 20   # im2col panels of one work item (L2-sized)
+FITEMS = 16      # at least this many work items when the shape allows (thread balance)
+
+
+def float_plan(sp: dict) -> dict | None:
+    """The exact-float parameters of a conv description, or None (use i64 lanes)."""
+    wmax = sp.get("w_absmax")
+    if wmax is None:
+        return None
+    lo, hi = _drange(sp["x_dtype"])
+    x_zp = int(sp["x_zp"])
+    xmax = max(abs(lo - x_zp), abs(hi - x_zp))
+    pb = max(1, xmax * int(wmax))
+    K = int(sp["Cg"]) * _prod(sp["kern"])
+    choice = None
+    for cand, bits, lanes in (("float", 24, 16), ("double", 53, 8)):
+        if xmax <= (1 << bits) and wmax <= (1 << bits) and \
+                min((1 << bits) // pb, 256, K) >= min(32, K):
+            choice = (cand, min((1 << bits) // pb, 256, K), lanes)
+            break
+    if choice is None:
+        return None
+    ty, kc, vl = choice
+    nr = 2 * vl
+    esz = 4 if ty == "float" else 8
+    P = _prod(sp["O"])
+    NP = -(-P // nr)
+    npb = max(1, min(NP, FPANEL_BYTES // (K * nr * esz), 8))
+    Mg, outer = int(sp["Mg"]), int(sp["N"]) * int(sp["G"]) * -(-NP // npb)
+    nmb = max(1, min(-(-FITEMS // outer), -(-Mg // FMR)))
+    rows = -(-Mg // nmb)
+    mb = -(-rows // FMR) * FMR
+    return {"ty": ty, "vl": vl, "nr": nr, "esz": esz, "kc": kc, "npb": npb, "mb": mb,
+            "nmb": -(-Mg // mb)}
+
+
+def conv_float_scratch_bytes(sp: dict, fp: dict) -> int:
+    K = int(sp["Cg"]) * _prod(sp["kern"])
+    return fp["npb"] * K * fp["nr"] * fp["esz"] + FMR * fp["kc"] * fp["esz"] + 64
+
+
+def _pack_window(ir: _Ir, sp: dict, xb: str, p0: str, dst: str, ety: str,
+                 esz: int, nr: int) -> str:
+    """Pack panel columns [p0, p0 + nr) of the im2col matrix into dst[k][nr] (ety lanes:
+    x - x_zp converted exactly, 0 in the padding and past the last column); returns the
+    <nr x i1> column mask."""
+    kern, H, O = list(sp["kern"]), list(sp["H"]), list(sp["O"])
+    S, D, PAD = list(sp["strides"]), list(sp["dilations"]), list(sp["pads"])
+    nd, Cg = len(kern), int(sp["Cg"])
+    HW, P = _prod(H), _prod(O)
+    xsz, xsig = DTYPE_INFO[sp["x_dtype"]]
+    xty = f"i{8 * xsz}"
+    x_zp = int(sp["x_zp"])
+    hst = [_prod(H[i + 1:]) for i in range(nd)]
+    contiguous = all(k == 1 for k in kern) and all(s == 1 for s in S) and \
+        all(p == 0 for p in PAD) and H == O
+    n = nr
+    ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr>, "
+                 f"i32 immarg, <{n} x i1>, <{n} x {xty}>)")
+    ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr, i32 immarg, "
+                 f"<{n} x i1>, <{n} x {xty}>)")
+    pv = ir.v(f"add <{n} x i64> {ir.splat('i64', n, p0)}, {_vconst(n, list(range(n)))}")
+    colmask = ir.v(f"icmp slt <{n} x i64> {pv}, {_vconst(n, P)}")
+    starts = [""] * nd
+    rem = pv
+    for i in reversed(range(nd)):
+        o = ir.v(f"urem <{n} x i64> {rem}, {_vconst(n, O[i])}")
+        rem = ir.v(f"udiv <{n} x i64> {rem}, {_vconst(n, O[i])}")
+        os_ = ir.v(f"mul <{n} x i64> {o}, {_vconst(n, S[i])}")
+        starts[i] = ir.v(f"sub <{n} x i64> {os_}, {_vconst(n, PAD[i])}")
+    c, _, close_c = ir.loop("0", str(Cg))
+    xcb = ir.v(f"getelementptr i8, ptr {xb}, i64 {ir.v(f'mul i64 {c}, {HW * xsz}')}")
+    js, closes = [], []
+    kidx = c
+    for i in range(nd):
+        j, _, cl = ir.loop("0", str(kern[i]))
+        js.append(j)
+        closes.append(cl)
+        kidx = ir.v(f"add i64 {ir.v(f'mul i64 {kidx}, {kern[i]}')}, {j}")
+    zero = f"<{n} x {xty}> zeroinitializer"
+    if contiguous:
+        valid = colmask
+        ptr = ir.v(f"getelementptr i8, ptr {xcb}, i64 {ir.v(f'mul i64 {p0}, {xsz}')}")
+        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr {ptr}, "
+                    f"i32 {xsz}, <{n} x i1> {valid}, {zero})")
+    else:
+        valid, off = colmask, None
+        for i in range(nd):
+            jd = ir.v(f"mul i64 {js[i]}, {D[i]}")
+            pos = ir.v(f"add <{n} x i64> {starts[i]}, {ir.splat('i64', n, jd)}")
+            ok = ir.v(f"icmp ult <{n} x i64> {pos}, {_vconst(n, H[i])}")
+            valid = ir.v(f"and <{n} x i1> {valid}, {ok}")
+            t = ir.v(f"mul <{n} x i64> {pos}, {_vconst(n, hst[i] * xsz)}")
+            off = t if off is None else ir.v(f"add <{n} x i64> {off}, {t}")
+        off = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {off}, "
+                   f"<{n} x i64> zeroinitializer")
+        ptrs = ir.v(f"getelementptr i8, ptr {xcb}, <{n} x i64> {off}")
+        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr> "
+                    f"{ptrs}, i32 {xsz}, <{n} x i1> {valid}, {zero})")
+    wide = vals if xty == "i64" else ir.v(f"{_ext(xsig)} <{n} x {xty}> {vals} to <{n} x i64>")
+    if x_zp:
+        wide = ir.v(f"sub <{n} x i64> {wide}, {_vconst(n, x_zp)}")
+    wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {wide}, <{n} x i64> zeroinitializer")
+    fv = ir.v(f"sitofp <{n} x i64> {wide} to <{n} x {ety}>")
+    d = ir.v(f"getelementptr i8, ptr {dst}, i64 {ir.v(f'mul i64 {kidx}, {nr * esz}')}")
+    ir.emit(f"store <{n} x {ety}> {fv}, ptr {d}, align 64")
+    for cl in reversed(closes):
+        cl()
+    close_c()
+    return colmask
+
+
+def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
+    """The exact-float packed-GEMM kernel of a q.conv (see the section comment)."""
+    N, C, G, Mg, Cg = (int(sp[k]) for k in ("N", "C", "G", "Mg", "Cg"))
+    kern, H, O = list(sp["kern"]), list(sp["H"]), list(sp["O"])
+    KK, HW, P = _prod(kern), _prod(H), _prod(O)
+    K, M = Cg * KK, G * Mg
+    ety, vl, nr, esz, KC = fp["ty"], fp["vl"], fp["nr"], fp["esz"], fp["kc"]
+    npb, mb, nmb = fp["npb"], fp["mb"], fp["nmb"]
+    vty = f"<{vl} x {ety}>"
+    NP = -(-P // nr)
+    ncb = -(-NP // npb)
+    items = N * G * ncb * nmb
+    xsz, _ = DTYPE_INFO[sp["x_dtype"]]
+    wsz, wsig = DTYPE_INFO[sp["w_dtype"]]
+    w_zp = int(sp["w_zp"])
+    ir = _Ir()
+    ir.decls.add(f"declare {vty} @llvm.fmuladd.v{vl}{'f64' if esz == 8 else 'f32'}("
+                 f"{vty}, {vty}, {vty})")
+    ir.decls.add("declare void @llvm.masked.store.v8i64.p0(<8 x i64>, ptr, i32 immarg, "
+                 "<8 x i1>)")
+    ir.decls.add("declare <8 x i64> @llvm.masked.load.v8i64.p0(ptr, i32 immarg, <8 x i1>, "
+                 "<8 x i64>)")
+    fma = f"@llvm.fmuladd.v{vl}{'f64' if esz == 8 else 'f32'}"
+    per_part = conv_float_scratch_bytes(sp, fp)
+    po = ir.v(f"mul i64 %part, {per_part}")
+    panels = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    wt = ir.v(f"getelementptr i8, ptr {panels}, i64 {npb * K * nr * esz}")
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, _, close_it = ir.loop(lo, hi)
+    mbi = ir.v(f"urem i64 {it}, {nmb}")
+    r0 = ir.v(f"udiv i64 {it}, {nmb}")
+    cb = ir.v(f"urem i64 {r0}, {ncb}")
+    ng = ir.v(f"udiv i64 {r0}, {ncb}")
+    n = ir.v(f"udiv i64 {ng}, {G}")
+    g = ir.v(f"urem i64 {ng}, {G}")
+    j0 = ir.v(f"mul i64 {cb}, {npb}")
+    j1 = ir.v(f"add i64 {j0}, {npb}")
+    j1 = ir.v(f"select i1 {ir.v(f'icmp slt i64 {j1}, {NP}')}, i64 {j1}, i64 {NP}")
+    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'mul i64 {g}, {Cg}')}")
+    xo = ir.v(f"add i64 {ir.v(f'mul i64 {ch}, {HW * xsz}')}, {int(sp['x'])}")
+    xb = ir.v(f"getelementptr i8, ptr %base, i64 {xo}")
+    # 1. pack the panels of this column block
+    j, _, close_j = ir.loop(j0, j1)
+    jl = ir.v(f"sub i64 {j}, {j0}")
+    dst = ir.v(f"getelementptr i8, ptr {panels}, i64 {ir.v(f'mul i64 {jl}, {K * nr * esz}')}")
+    _pack_window(ir, sp, xb, ir.v(f"mul i64 {j}, {nr}"), dst, ety, esz, nr)
+    close_j()
+    # 2. row tiles of this row block x k slices x panels
+    m_lo = ir.v(f"mul i64 {mbi}, {mb}")
+    m_hi = ir.v(f"add i64 {m_lo}, {mb}")
+    m_hi = ir.v(f"select i1 {ir.v(f'icmp slt i64 {m_hi}, {Mg}')}, i64 {m_hi}, i64 {Mg}")
+    m0g = ir.v(f"mul i64 {g}, {Mg}")
+    nM = ir.v(f"mul i64 {n}, {M}")
+    nkb = -(-K // KC)
+
+    def tile(mr: int, r: str) -> None:
+        """Rows r .. r + mr - 1 (within the group) over every k slice and panel."""
+        kb, _, close_kb = ir.loop("0", str(nkb))
+        k0 = ir.v(f"mul i64 {kb}, {KC}")
+        kn = ir.v(f"sub i64 {K}, {k0}")
+        kn = ir.v(f"select i1 {ir.v(f'icmp slt i64 {kn}, {KC}')}, i64 {kn}, i64 {KC}")
+        first = ir.v(f"icmp eq i64 {kb}, 0")
+        mrow = [ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}") for i in range(mr)]
+        # pack the weight slice: wt[i][k] = w[m_i, k0 + k] - w_zp as a float
+        for i in range(mr):
+            wo = ir.v(f"add i64 {ir.v(f'mul i64 {mrow[i]}, {K * wsz}')}, {int(sp['w'])}")
+            wo = ir.v(f"add i64 {wo}, {ir.v(f'mul i64 {k0}, {wsz}')}")
+            wrow = ir.v(f"getelementptr i8, ptr %base, i64 {wo}")
+            drow = ir.v(f"getelementptr i8, ptr {wt}, i64 {i * KC * esz}")
+            kk, _, close_kk = ir.loop("0", kn)
+            wp = ir.v(f"getelementptr i{8 * wsz}, ptr {wrow}, i64 {kk}")
+            s = ir.v(f"load i{8 * wsz}, ptr {wp}, align {wsz}")
+            s = ir.v(f"{_ext(wsig)} i{8 * wsz} {s} to i64") if wsz < 8 else s
+            if w_zp:
+                s = ir.v(f"sub i64 {s}, {w_zp}")
+            f = ir.v(f"sitofp i64 {s} to {ety}")
+            ir.emit(f"store {ety} {f}, ptr {ir.v(f'getelementptr {ety}, ptr {drow}, i64 {kk}')}, "
+                    f"align {esz}")
+            close_kk()
+        # bias or the running sum, per row
+        outs_base, inits = [], []
+        for i in range(mr):
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {mrow[i]}')}, {P * 8}")
+            outs_base.append(ir.v(f"add i64 {yo}, {int(sp['y'])}"))
+            if sp.get("bias") is None:
+                inits.append("0")
+            else:
+                bsz, bsig = DTYPE_INFO[sp["bias_dtype"]]
+                bo = ir.v(f"add i64 {ir.v(f'mul i64 {mrow[i]}, {bsz}')}, {int(sp['bias'])}")
+                b = ir.v(f"load i{8 * bsz}, ptr {ir.v(f'getelementptr i8, ptr %base, i64 {bo}')}"
+                         f", align {bsz}")
+                inits.append(ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64") if bsz < 8 else b)
+        jj, _, close_jj = ir.loop(j0, j1)
+        jl = ir.v(f"sub i64 {jj}, {j0}")
+        pan = ir.v(f"getelementptr i8, ptr {panels}, i64 {ir.v(f'mul i64 {jl}, {K * nr * esz}')}")
+        pan = ir.v(f"getelementptr i8, ptr {pan}, i64 {ir.v(f'mul i64 {k0}, {nr * esz}')}")
+        carried = [(vty, "zeroinitializer")] * (2 * mr)
+        k, acc, close_k = ir.loop("0", kn, carried)
+        pk = ir.v(f"getelementptr i8, ptr {pan}, i64 {ir.v(f'mul i64 {k}, {nr * esz}')}")
+        vs = [ir.v(f"load {vty}, ptr {pk}, align 64"),
+              ir.v(f"load {vty}, ptr {ir.v(f'getelementptr i8, ptr {pk}, i64 64')}, align 64")]
+        nexts = []
+        for i in range(mr):
+            wp = ir.v(f"getelementptr {ety}, ptr {wt}, i64 {ir.v(f'add i64 {k}, {i * KC}')}")
+            sv = ir.splat(ety, vl, ir.v(f"load {ety}, ptr {wp}, align {esz}"))
+            for h in range(2):
+                nexts.append(ir.v(f"call {vty} {fma}({vty} {sv}, {vty} {vs[h]}, "
+                                  f"{vty} {acc[2 * i + h]})"))
+        close_k(nexts)
+        # flush: y = (first slice ? bias : y) + exact(acc), masked to the valid columns
+        c0 = ir.v(f"mul i64 {jj}, {nr}")
+        cols = ir.v(f"add <{nr} x i64> {ir.splat('i64', nr, c0)}, "
+                    f"{_vconst(nr, list(range(nr)))}")
+        cm = ir.v(f"icmp slt <{nr} x i64> {cols}, {_vconst(nr, P)}")
+        for i in range(mr):
+            c8 = ir.v(f"mul i64 {c0}, 8")
+            yp = ir.v(f"getelementptr i8, ptr %base, i64 {ir.v(f'add i64 {outs_base[i]}, {c8}')}")
+            ini = ir.splat("i64", 8, inits[i])
+            for h in range(2):
+                if vl == 8:
+                    parts = [(ir.v(f"fptosi {vty} {acc[2 * i + h]} to <8 x i64>"), h)]
+                else:  # 16 f32 lanes -> two <8 x i64> halves
+                    wide = ir.v(f"fptosi {vty} {acc[2 * i + h]} to <16 x i64>")
+                    parts = [(ir.v(f"shufflevector <16 x i64> {wide}, <16 x i64> poison, "
+                                   f"<8 x i32> {_vconst(8, list(range(8 * q, 8 * q + 8)), 'i32')}"),
+                              2 * h + q) for q in range(2)]
+                for val, q in parts:
+                    mq = ir.v(f"shufflevector <{nr} x i1> {cm}, <{nr} x i1> poison, "
+                              f"<8 x i32> {_vconst(8, list(range(8 * q, 8 * q + 8)), 'i32')}")
+                    p = ir.v(f"getelementptr i8, ptr {yp}, i64 {64 * q}")
+                    old = ir.v(f"call <8 x i64> @llvm.masked.load.v8i64.p0(ptr {p}, i32 8, "
+                               f"<8 x i1> {mq}, <8 x i64> zeroinitializer)")
+                    base_v = ir.v(f"select i1 {first}, <8 x i64> {ini}, <8 x i64> {old}")
+                    ir.emit(f"call void @llvm.masked.store.v8i64.p0(<8 x i64> "
+                            f"{ir.v(f'add <8 x i64> {base_v}, {val}')}, ptr {p}, i32 8, "
+                            f"<8 x i1> {mq})")
+        close_jj()
+        close_kb()
+
+    full_lo = m_lo
+    ntile = ir.v(f"sdiv i64 {ir.v(f'sub i64 {m_hi}, {m_lo}')}, {FMR}")
+    rt, _, close_rt = ir.loop("0", ntile)
+    tile(FMR, ir.v(f"add i64 {full_lo}, {ir.v(f'mul i64 {rt}, {FMR}')}"))
+    close_rt()
+    rest = ir.v(f"add i64 {m_lo}, {ir.v(f'mul i64 {ntile}, {FMR}')}")
+    r1, _, close_r1 = ir.loop(rest, m_hi)
+    tile(1, r1)
+    close_r1()
+    close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
 def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     """(function text, declarations, scratch bytes per part) for a kernel with a native
     description, or None to render its loop nest."""
@@ -586,9 +867,14 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     if not sp:
         return None
     if sp["kind"] == "conv":
+        fp = float_plan(sp)
+        if fp is not None:
+            text, decls = gen_conv_float(sp, fp, fname)
+            return text, decls, conv_float_scratch_bytes(sp, fp)
         text, decls = gen_conv(sp, fname)
         return text, decls, conv_scratch_bytes(sp)
     return None
 
 
-__all__ = ["MAX_PARTS", "gen_conv", "gen_function", "gen_module", "gen_native"]
+__all__ = ["MAX_PARTS", "float_plan", "gen_conv", "gen_conv_float", "gen_function",
+           "gen_module", "gen_native"]

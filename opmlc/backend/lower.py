@@ -626,6 +626,13 @@ def _window(ctx: Ctx, x: str, first: int, o_levels: list[int], j_levels: list[in
     return Load(xt.dtype, Addr(ctx.addr(x), tuple(terms), tuple(dyn))), valid
 
 
+def _absmax(c: np.ndarray | None, zp: int) -> int | None:
+    """max |c - zp| of a constant (None if not a constant): bounds exact float sums."""
+    if c is None or c.size == 0:
+        return None
+    return int(np.abs(c.astype(np.int64) - zp).max())
+
+
 @lowering("q.conv")
 def _qconv(node: Node, ctx: Ctx) -> Kernel:
     """Loops n, g, mm, o..., c, j... (m = g * M/G + mm, x channel = g * C/G + c)."""
@@ -673,7 +680,8 @@ def _qconv(node: Node, ctx: Ctx) -> Kernel:
             "x": ctx.addr(x), "x_dtype": xt.dtype, "x_zp": a["x_zp"],
             "w": ctx.addr(w), "w_dtype": wt.dtype, "w_zp": a["w_zp"], "y": ctx.addr(y),
             "bias": ctx.addr(bias) if bias is not None else None,
-            "bias_dtype": ctx.t(bias).dtype if bias is not None else None}
+            "bias_dtype": ctx.t(bias).dtype if bias is not None else None,
+            "w_absmax": _absmax(ctx.const(w), a["w_zp"])}
     return k
 
 
