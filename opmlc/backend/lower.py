@@ -814,11 +814,14 @@ def _qnorm(node: Node, ctx: Ctx) -> Kernel:
 def _qeinsum(node: Node, ctx: Ctx) -> Kernel:
     """y[out letters] = sum over the other letters of (a - a_zp) * (b - b_zp)."""
     eq = node.attrs["equation"].replace(" ", "")
-    lhs, _, rhs = eq.partition("->")
+    lhs, arrow, rhs = eq.partition("->")
     specs = lhs.split(",")
-    if "." in eq or len(specs) != 2 or not _:
-        raise LoweringError(f"q.einsum {eq!r}: only explicit two-operand equations "
-                            "without '...' are lowered")
+    if not arrow:  # implicit output: the letters used once, in alphabetical order
+        letters = lhs.replace(",", "")
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if "." in eq or len(specs) != 2:
+        raise LoweringError(f"q.einsum {eq!r}: only two-operand equations without '...' "
+                            "are lowered")
     a_name, b_name = node.inputs
     y = node.outputs[0]
     dims: dict[str, int] = {}
