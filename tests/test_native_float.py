@@ -97,3 +97,19 @@ def test_conv_float_row_blocks_and_column_tails() -> None:
     assert "fmuladd" in prog.art.llvm_ir
     for r in run_threads(prog, x, (1, 2, 5)):
         np.testing.assert_array_equal(r.outputs["y"], ref)
+
+
+def test_conv_float_parts_aligned_for_odd_k() -> None:
+    """int8-like f32 kernel with K = 27 (an odd weight slice): every thread's scratch
+    starts 64-byte aligned (a misaligned part faulted on the aligned vector loads)."""
+    rng = np.random.default_rng(9)
+    x_t = TensorType("i8", (1, 3, 40, 40))
+    w = _rand(rng, "i8", (16, 3, 3, 3))
+    attrs = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1,
+             "x_zp": -3, "w_zp": 0}
+    g = conv_graph(x_t, w, None, attrs)
+    x = {"x": _rand(rng, "i8", x_t.shape)}
+    ref = evaluate_int(g, x)["y"]
+    prog = Program(compile_graph(g))
+    for r in run_threads(prog, x, (1, 2, 3)):
+        np.testing.assert_array_equal(r.outputs["y"], ref)

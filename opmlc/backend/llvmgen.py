@@ -631,7 +631,8 @@ def float_plan(sp: dict) -> dict | None:
 
 def conv_float_scratch_bytes(sp: dict, fp: dict) -> int:
     K = int(sp["Cg"]) * _prod(sp["kern"])
-    return fp["npb"] * K * fp["nr"] * fp["esz"] + FMR * fp["kc"] * fp["esz"] + 64
+    n = fp["npb"] * K * fp["nr"] * fp["esz"] + FMR * fp["kc"] * fp["esz"]
+    return -(-n // 64) * 64  # every part's panels start 64-byte aligned (aligned loads)
 
 
 def _pack_window(ir: _Ir, sp: dict, xb: str, p0: str, dst: str, ety: str,
