@@ -7,19 +7,20 @@ for byte; the final state root of the reference replay equals the engines', and 
 
 The nine light models of the onnx package (``onnx/backend/test/data/light``) have
 constant-filled weights; they get seeded random weights here (as in test_frontend.py)
-so that equality means something. Figures on the 2-core CI machine (fixed scheme,
-compile = import + quantize + back end; native = JIT + one run):
+so that equality means something. Figures on the 2-core dev machine (fixed scheme,
+n_synth=1; compile = import + quantize, then the back end; native = JIT, then one run;
+the JIT grew with the tiled / exact-float conv kernels, the runs shrank):
 
-    model          nodes  VM steps   compile  native (JIT + run)
-    bvlc_alexnet      42  2.3e10       ~6 s   ~0.6 + 1.8 s
-    densenet121      736  9.6e10       ~2 s   ~10 + 1.1 s
-    inception_v1     238  5.8e10       ~2 s   ~4 + 0.5 s
-    inception_v2     393  8.1e10       ~1 s   ~6 + 0.7 s
-    resnet50         178  1.4e11       ~2 s   ~3 + 1.7 s
-    shufflenet       211  3.4e9       <1 s    ~5 + 0.1 s
-    squeezenet       102  1.2e10      <1 s    ~2 + 0.1 s
-    vgg19             63  8.7e11      ~17 s   ~1 + 9 s
-    zfnet512          42  4.5e10       ~5 s   ~0.6 + 1.3 s
+    model          nodes  VM steps  quantize  back end   JIT    native run
+    bvlc_alexnet      42  2.3e10      7.0 s    0.9 s    1.3 s    0.5 s
+    densenet121      768  9.6e10      2.0 s    0.5 s   21.9 s    0.3 s
+    inception_v1     229  5.8e10      0.5 s    0.2 s   11.2 s    0.1 s
+    inception_v2     396  8.1e10      1.3 s    0.4 s   15.0 s    0.1 s
+    resnet50         178  1.4e11      1.0 s    0.5 s    8.5 s    0.2 s
+    shufflenet       209  3.4e9       0.1 s    0.2 s    7.1 s   <0.1 s
+    squeezenet        95  1.2e10      0.1 s    0.1 s    4.3 s   <0.1 s
+    vgg19             63  8.7e11     20.2 s    2.0 s    2.7 s    1.6 s
+    zfnet512          42  4.5e10      6.2 s    1.1 s    1.2 s    0.7 s
 
 The VM (the Python reference stepper, ~2e5 steps/s) runs the digits MLP (fast set), the
 digits CNN and the two tiny decoders (slow set); the light models' 1e10+ steps are
