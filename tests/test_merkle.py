@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from opmlc_runtime import keccak as keccak_mod
 from opmlc_runtime import merkle as merkle_mod
 from opmlc_runtime.keccak import (
