@@ -13,6 +13,7 @@ import os
 import time
 
 import numpy as np
+
 from opmlc_runtime.keccak import hash_pairs, jit_available, keccak256
 from opmlc_runtime.merkle import Memory
 
