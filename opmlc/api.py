@@ -64,9 +64,10 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             calibration: dict[str, np.ndarray] | str | Path | None = None,
             shapes: dict[str, tuple[int, ...]] | None = None,
             output: str | Path | None = None, include_ir: bool = True,
-            progress: Callable[[str], None] | None = None) -> Artifact:
+            progress: Callable[[str], None] | None = None, fuse: bool = True) -> Artifact:
     """Compile ``model`` (ONNX path or ModelProto, a float IR Graph, or a QuantizedModel)
-    to an artifact; write it to ``output`` if given."""
+    to an artifact; write it to ``output`` if given. ``fuse``: fuse contraction + requant
+    (+ clamp) chains into one node (recorded in the artifact's options)."""
     from opmlc.backend.compile import compile_graph
     from opmlc.ir.graph import Graph
     from opmlc.ir.text import print_graph
@@ -79,7 +80,7 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     options: dict[str, Any] = {"scheme": scheme,
                                "shapes": {k: list(v) for k, v in sorted((shapes or {}).items())},
                                "calibration_sha256": _npz_digest(calibration)
-                               if calibration else None}
+                               if calibration else None, "fuse": bool(fuse)}
     if isinstance(model, QuantizedModel):
         qm, source = model, hashlib.sha256(print_graph(model.graph).encode()).hexdigest()
         options["scheme"] = qm.scheme
@@ -196,6 +197,8 @@ def add_compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
                    help="fix a dynamic input shape, e.g. --shape input=1x3x224x224")
     p.add_argument("--no-ir", action="store_true", help="do not embed the integer IR text")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="keep contractions, requants and clamps as separate nodes (no fusion)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress messages (by default each stage, and every tenth of the "
                         "nodes on models with many, is reported on stderr)")
@@ -217,7 +220,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     say = (lambda m: None) if args.quiet else _progress_printer()
     art = compile(args.model, scheme=args.scheme, calibration=args.calibrate,
                   shapes=parse_shape_flags(args.shape), output=args.output,
-                  include_ir=not args.no_ir, progress=say)
+                  include_ir=not args.no_ir, progress=say,
+                  fuse=not getattr(args, "no_fuse", False))
     m = art.meta
     say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "
         f"memory {m['memory']['total']} bytes (depth {m['depth']})")

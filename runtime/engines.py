@@ -10,7 +10,9 @@ State at the boundaries (spec/OPVM.md, "Execution"):
 
 The native engine never runs the VM: it knows the core state of S_k statically and
 hashes the shared memory buffer (only when ``commit`` is asked, node roots cost one
-incremental Merkle update each). The VM engine steps the reference stepper exactly
+incremental Merkle update each). A plain run (no commit, no capture) is one call of the
+runtime's native driver per thread (``NativeModule.run_all``) and does not restore the
+reused buffer first (see ``_native_memory``). The VM engine steps the reference stepper exactly
 ``steps_k`` times per node and checks that it lands on the canonical S_k.
 :meth:`Program.replay` builds the same states from values computed elsewhere (the
 compiler's integer reference): node k writes exactly its output regions, so writing
@@ -76,19 +78,31 @@ class RunResult:
 
 
 def quantize_edge(x: np.ndarray, q: dict, shape: tuple[int, ...]) -> np.ndarray:
-    """The edge rule of spec/QUANT.md: q = sat_T(floor(x / scale + 1/2) + zero_point)."""
-    x = np.asarray(x, np.float64)
+    """The edge rule of spec/QUANT.md: q = sat_T(floor(x / scale + 1/2) + zero_point)
+    (NaN gives 0 + zero_point, +-inf saturate; computed in float64, in place)."""
+    v = np.array(x, np.float64)  # a copy: the passes below run in place
     s = np.asarray(q["scale"], np.float64)
     if s.ndim and q.get("axis") is not None:
-        shp = [1] * x.ndim
+        shp = [1] * v.ndim
         shp[q["axis"]] = -1
         s = s.reshape(shp)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        v = np.floor(x / s + 0.5)
-    v = np.nan_to_num(v, nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
-    v = np.clip(v, -(2.0**62), 2.0**62).astype(np.int64) + int(q["zero_point"])
-    info = np.iinfo(DTYPES[q["dtype"]])
-    return np.clip(v, info.min, info.max).astype(DTYPES[q["dtype"]])
+        v = np.divide(v, s, out=v if v.shape == np.broadcast_shapes(v.shape, s.shape)
+                      else None)
+        v += 0.5
+    np.floor(v, out=v)
+    zp = int(q["zero_point"])
+    dt = np.dtype(DTYPES[q["dtype"]])
+    info = np.iinfo(dt)
+    if dt.itemsize <= 4:  # clamp in float: every bound and sum is an exact integer
+        np.nan_to_num(v, copy=False, nan=0.0)
+        np.clip(v, info.min - zp, info.max - zp, out=v)
+        if zp:
+            v += zp
+        return v.astype(dt)
+    np.nan_to_num(v, copy=False, nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
+    np.clip(v, -(2.0**62), 2.0**62, out=v)
+    return np.clip(v.astype(np.int64) + zp, info.min, info.max).astype(dt)
 
 
 def _scale_str(s: float | list) -> str:
@@ -128,6 +142,7 @@ class Program:
         self._mem_lock = threading.Lock()
         self._pending: weakref.ref | None = None  # last result with a lazy root on _mem
         self._writable: list[tuple[int, int]] | None = None
+        self._flags: bytes | None = None
         self._regions = {r[1]: (int(r[2]), int(r[3])) for r in m["memory"]["regions"]}
 
     @classmethod
@@ -293,11 +308,17 @@ class Program:
             self._writable = [(a, n) for a, n in out]
         return self._writable
 
-    def _native_memory(self, inputs: dict[str, np.ndarray]) -> Memory:
+    def _native_memory(self, inputs: dict[str, np.ndarray], restore: bool = True) -> Memory:
         """S0's memory for a native run: the previous run's buffer with every byte a run
         can change (inputs, node outputs) restored from the image, then the inputs, so it
         equals ``memory(inputs)`` byte for byte; its Merkle tree is kept, so a root
-        rehashes only those bytes (never the weights)."""
+        rehashes only those bytes (never the weights).
+
+        ``restore=False`` (a whole run with no root before its end): only the inputs are
+        written. Every node writes all bytes of its output regions, after the writes of
+        the nodes before it, and reads only bytes written earlier in the same run (or
+        constants), so the memory after the last node is the same either way; the caller
+        marks the writable ranges dirty after the run."""
         if self._mem is None:
             self._mem = self.memory(inputs)
             return self._mem
@@ -307,25 +328,38 @@ class Program:
         self._pending = None
         self.check_names(inputs)
         data = [(int(sig["address"]), self.encode_input(sig, inputs)) for sig in self.inputs]
-        mem, img = self._mem, np.frombuffer(self.art.image, np.uint8)
-        buf = mem.buffer
-        for a, n in self._writable_ranges():
-            e, m = a + n, min(a + n, len(img))
-            if a < m:
-                buf[a:m] = img[a:m]
-            if max(a, m) < e:
-                buf[max(a, m):e] = 0
-            mem.mark_dirty(a, n)
+        mem = self._mem
+        if restore:
+            img = np.frombuffer(self.art.image, np.uint8)
+            buf = mem.buffer
+            for a, n in self._writable_ranges():
+                e, m = a + n, min(a + n, len(img))
+                if a < m:
+                    buf[a:m] = img[a:m]
+                if max(a, m) < e:
+                    buf[max(a, m):e] = 0
+                mem.mark_dirty(a, n)
         for a, raw in data:
             mem.load_image(a, raw)
         return mem
+
+    def _split_flags(self) -> bytes:
+        """flags[k] = 1 when the driver splits node k over the threads."""
+        if self._flags is None:
+            from opmlc_runtime.native import DRIVER_SPLIT_MIN_STEPS
+
+            self._flags = bytes(int(bool(n.get("parallel")) and int(n["steps"])
+                                    >= DRIVER_SPLIT_MIN_STEPS) for n in self.nodes)
+        return self._flags
 
     def _run_native(self, inputs: dict[str, np.ndarray], commit: bool,
                     capture: bool = False) -> RunResult:
         if not self._mem_lock.acquire(blocking=False):  # a concurrent run: its own memory
             return self._run_native_on(self.memory(inputs), commit, capture, False)
         try:
-            return self._run_native_on(self._native_memory(inputs), commit, capture, True)
+            plain = not (commit or capture)
+            return self._run_native_on(self._native_memory(inputs, restore=not plain),
+                                       commit, capture, True)
         finally:
             self._mem_lock.release()
 
@@ -358,7 +392,11 @@ class Program:
         base = mem.buffer.ctypes.data
         roots: list[bytes] = []
         tensors: dict[str, bytes] = {}
-        for k, n in enumerate(self.nodes):
+        if not (commit or capture):  # nothing to observe between nodes: one driver call
+            nat.run_all(base, self._split_flags())
+            for a, n in self._writable_ranges():
+                mem.mark_dirty(a, n)
+        for k, n in enumerate(self.nodes if commit or capture else ()):
             par = bool(n.get("parallel")) and int(n["steps"]) >= PARALLEL_MIN_STEPS
             nat.run_node(k, base, par)
             for r in n["writes"]:

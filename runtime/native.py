@@ -27,6 +27,9 @@ _threads: int | None = None
 # A node this many VM steps or more is split over the threads (a VM step is ~0.1 ns of
 # native work; handing a node to the pool costs tens of microseconds).
 PARALLEL_MIN_STEPS = 4_000_000
+# The driver (``run_all``) splits parallel nodes from this many steps: its threads meet at
+# a spinning barrier after every node (about a microsecond), not a pool handoff.
+DRIVER_SPLIT_MIN_STEPS = 200_000
 MAX_THREADS = 64  # llvmgen.MAX_PARTS: one scratch panel per thread
 
 
@@ -69,6 +72,106 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+DRIVER = "opmlc_run_all"
+_Driver = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                           ctypes.c_char_p, ctypes.c_void_p)
+
+
+def _yield_symbol() -> bool:
+    """Make libc's sched_yield resolvable by the JIT (the barrier's back-off)."""
+    import llvmlite.binding as llvm
+
+    try:
+        fn = ctypes.CDLL(None).sched_yield
+    except (AttributeError, OSError):
+        return False
+    llvm.add_symbol("sched_yield", ctypes.cast(fn, ctypes.c_void_p).value)
+    return True
+
+
+def driver_ir(n_nodes: int, triple: str) -> str:
+    """The runtime's driver, appended to the artifact's kernels before JIT compilation:
+
+    ``void opmlc_run_all(ptr base, i64 part, i64 nparts, ptr flags, ptr sync)`` runs
+    ``node_0 .. node_{n-1}`` in order: node k with (part, nparts) when flags[k] != 0,
+    else on part 0 only with (0, 1); with nparts > 1 the parts then wait at a barrier
+    (an arrival counter and a generation word at ``sync``, ``sync + 64``), so every
+    node sees all writes of the nodes before it. Threads spin on the generation, with
+    ``sched_yield`` every 4096 polls."""
+    has_yield = _yield_symbol()
+    pause = "call void @llvm.x86.sse2.pause()" if triple.startswith(("x86_64", "i686")) \
+        else ""
+    lines = [
+        "define internal void @opmlc_barrier(ptr %sync, i64 %n) {",
+        "entry:",
+        "  %genp = getelementptr i8, ptr %sync, i64 64",
+        "  %gen = load atomic i64, ptr %genp acquire, align 8",
+        "  %c = atomicrmw add ptr %sync, i64 1 acq_rel",
+        "  %n1 = sub i64 %n, 1",
+        "  %last = icmp eq i64 %c, %n1",
+        "  br i1 %last, label %release, label %spin",
+        "release:",
+        "  store atomic i64 0, ptr %sync monotonic, align 8",
+        "  %g1 = add i64 %gen, 1",
+        "  store atomic i64 %g1, ptr %genp release, align 8",
+        "  ret void",
+        "spin:",
+        "  %i = phi i64 [ 0, %entry ], [ %i1, %next ]",
+        "  %g = load atomic i64, ptr %genp acquire, align 8",
+        "  %same = icmp eq i64 %g, %gen",
+        "  br i1 %same, label %wait, label %done",
+        "wait:",
+        f"  {pause}" if pause else "  ; no pause instruction on this target",
+        "  %i1 = add i64 %i, 1",
+        "  %m = and i64 %i1, 4095",
+        "  %y = icmp eq i64 %m, 0",
+        "  br i1 %y, label %yield, label %next",
+        "yield:",
+        "  call i32 @sched_yield()" if has_yield else "  ; no sched_yield",
+        "  br label %next",
+        "next:",
+        "  br label %spin",
+        "done:",
+        "  ret void",
+        "}",
+        "",
+        f"define void @{DRIVER}(ptr %base, i64 %part, i64 %nparts, ptr %flags, ptr %sync) {{",
+        "entry:",
+        "  %multi = icmp sgt i64 %nparts, 1",
+        "  %p0 = icmp eq i64 %part, 0",
+    ]
+    for k in range(n_nodes):
+        lines += [
+            f"  br label %n{k}",
+            f"n{k}:",
+            f"  %fp{k} = getelementptr i8, ptr %flags, i64 {k}",
+            f"  %f{k} = load i8, ptr %fp{k}, align 1",
+            f"  %s{k} = icmp ne i8 %f{k}, 0",
+            f"  br i1 %s{k}, label %par{k}, label %one{k}",
+            f"par{k}:",
+            f"  call void @node_{k}(ptr %base, i64 %part, i64 %nparts) #90",
+            f"  br label %sync{k}",
+            f"one{k}:",
+            f"  br i1 %p0, label %run{k}, label %sync{k}",
+            f"run{k}:",
+            f"  call void @node_{k}(ptr %base, i64 0, i64 1) #90",
+            f"  br label %sync{k}",
+            f"sync{k}:",
+            f"  br i1 %multi, label %bar{k}, label %end{k}",
+            f"bar{k}:",
+            "  call void @opmlc_barrier(ptr %sync, i64 %nparts)",
+            f"  br label %end{k}",
+            f"end{k}:",
+        ]
+    lines += ["  ret void", "}", ""]
+    if has_yield:
+        lines.append("declare i32 @sched_yield()")
+    if pause:
+        lines.append("declare void @llvm.x86.sse2.pause()")
+    lines += ["attributes #90 = { noinline }", ""]
+    return "\n" + "\n".join(lines)
+
+
 def cache_dir() -> Path | None:
     if os.environ.get("OPMLC_JIT_CACHE", "1") == "0":
         return None
@@ -86,6 +189,7 @@ class NativeModule:
         target = llvm.Target.from_default_triple()
         cpu, feats = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
         self.tm = target.create_target_machine(cpu=cpu, features=feats, opt=opt)
+        llvm_ir = llvm_ir + driver_ir(n_nodes, target.triple)
         key = hashlib.sha256("\0".join([
             llvm_ir, cpu, feats, str(opt), ".".join(map(str, llvm.llvm_version_info)),
             target.triple]).encode()).hexdigest()
@@ -115,20 +219,45 @@ class NativeModule:
         self.engine.set_object_cache(save, lambda _mod: cached)
         self.engine.finalize_object()
         self.fns = [_Fn(self.engine.get_function_address(f"node_{k}")) for k in range(n_nodes)]
+        self.n_nodes = n_nodes
+        self._run_all = _Driver(self.engine.get_function_address(DRIVER))
+        # barrier words: arrivals at offset 0, generation at offset 64 (own cache lines)
+        self._sync = (ctypes.c_int64 * 16)()
+        # one run at a time: the parts' scratch panels and the barrier are per module
+        self._busy = threading.Lock()
+
+    def run_all(self, base: int, flags: bytes) -> None:
+        """Run every node in order on the buffer at ``base`` with one native call per
+        thread: node k is split over the threads when ``flags[k]`` is 1 (as
+        ``run_node(k, base, True)`` splits it), else part 0 runs it whole; the threads
+        meet at a barrier after every node. The same bytes as ``run_node`` node by node."""
+        n = threads()
+        fl = ctypes.c_char_p(flags)
+        sync = ctypes.addressof(self._sync)
+        with self._busy:
+            if n <= 1:
+                self._run_all(base, 0, 1, fl, sync)
+                return
+            pool = _get_pool()
+            futs = [pool.submit(self._run_all, base, p, n, fl, sync) for p in range(1, n)]
+            self._run_all(base, 0, n, fl, sync)
+            for f in futs:
+                f.result()
 
     def run_node(self, k: int, base: int, parallel: bool = False) -> None:
         """Run node k on the buffer at address ``base``."""
         fn = self.fns[k]
         n = threads() if parallel else 1
-        if n <= 1:
-            fn(base, 0, 1)
-            return
-        pool = _get_pool()
-        futs = [pool.submit(fn, base, p, n) for p in range(1, n)]
-        fn(base, 0, n)
-        for f in futs:
-            f.result()
+        with self._busy:
+            if n <= 1:
+                fn(base, 0, 1)
+                return
+            pool = _get_pool()
+            futs = [pool.submit(fn, base, p, n) for p in range(1, n)]
+            fn(base, 0, n)
+            for f in futs:
+                f.result()
 
 
-__all__ = ["MAX_THREADS", "NativeModule", "PARALLEL_MIN_STEPS", "cache_dir", "set_threads",
-           "threads"]
+__all__ = ["DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule", "PARALLEL_MIN_STEPS",
+           "cache_dir", "driver_ir", "set_threads", "threads"]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from opmlc import __version__
+from opmlc.backend.fuse import fuse_requant
 from opmlc.backend.kernel import Kernel
 from opmlc.backend.llvmgen import gen_module
 from opmlc.backend.lower import Ctx, lower_node
@@ -66,8 +67,17 @@ def compile_graph(g: Graph, *, quant_in: dict[str, dict | None] | None = None,
                   options: dict | None = None, source_sha256: str | None = None,
                   include_ir: bool = True,
                   progress: Callable[[str], None] | None = None) -> Artifact:
-    """Compile integer graph ``g`` into an :class:`Artifact`."""
+    """Compile integer graph ``g`` into an :class:`Artifact`.
+
+    ``options["fuse"]`` (default True; recorded in the artifact's options): run the
+    contraction + requant (+ clamp) fusion pass (``opmlc.backend.fuse``) first."""
     say = progress or (lambda msg: None)
+    options = {**(options or {}), "fuse": bool((options or {}).get("fuse", True))}
+    if options["fuse"]:
+        fused = fuse_requant(g)
+        if fused is not g:
+            say(f"fused contraction epilogues: {len(g.nodes)} -> {len(fused.nodes)} nodes")
+        g = fused
     aliases = find_aliases(g)
     ctx = Ctx(g, {}, aliases=aliases)
     say(f"lowering {len(g.nodes)} nodes")
@@ -121,7 +131,7 @@ def compile_graph(g: Graph, *, quant_in: dict[str, dict | None] | None = None,
     meta = {
         "format_version": FORMAT_VERSION, "isa_version": ISA_VERSION,
         "compiler": f"opmlc {__version__}", "source_sha256": source_sha256,
-        "options": options or {}, "depth": plan.depth,
+        "options": options, "depth": plan.depth,
         "memory": {"total": plan.total, "image_nbytes": len(image),
                    "activation_bytes": plan.act_bytes, "activation_bytes_naive": plan.act_naive,
                    "regions": [[r.kind, r.name, r.address, r.nbytes] for r in

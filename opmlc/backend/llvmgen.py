@@ -272,6 +272,64 @@ def _let_names(stmts, out: list[str]) -> None:
             _let_names(s.body, out)
 
 
+class _VecExpr(_Fn):
+    """Renders a kernel expression lane-wise on ``<n x i64>`` vectors with the scalar
+    renderer's own op formulas (``_Fn.op``: the ISA semantics), only the value type
+    widened: ``Var`` names map to given vectors, a ``Load`` is a scalar load (``Idx``
+    levels map to given scalars) splat to all lanes, constants become splat literals.
+    Used for a fused contraction's requant epilogue, so it computes exactly the VM's
+    scalar epilogue in every lane."""
+
+    def __init__(self, ir: _Ir, lanes: int, vecs: dict[str, str], idx: list[str]) -> None:
+        super().__init__(Kernel(""), "")
+        self.ir, self.lanes, self.vecs, self.idx = ir, lanes, vecs, list(idx)
+        self.vty = f"<{lanes} x i64>"
+
+    def tmp(self) -> str:
+        self.ir.n += 1
+        return f"%u{self.ir.n}"
+
+    def ins(self, text: str) -> None:
+        self.ir.emit(text)
+
+    def lit(self, x: str) -> str:
+        return x if x.startswith("%") else _vconst(self.lanes, int(x))
+
+    def val(self, e: Expr) -> str:
+        if isinstance(e, Const):
+            return str(e.value)
+        if isinstance(e, Var):
+            return self.vecs[e.name]
+        if isinstance(e, Load):
+            return self.ir.splat("i64", self.lanes, super().val(e))
+        if isinstance(e, Op):
+            if e.name not in _VEC_OPS:
+                raise ValueError(f"llvmgen: op {e.name} in a vector epilogue")
+            return self.op(e)
+        raise TypeError(e)
+
+    def bin(self, instr: str, a: str, b: str) -> str:
+        t = self.tmp()
+        self.ins(f"{t} = {instr} {self.vty} {self.lit(a)}, {self.lit(b)}")
+        return t
+
+    def select(self, cond: str, a: str, b: str) -> str:
+        t = self.tmp()
+        self.ins(f"{t} = select <{self.lanes} x i1> {cond}, {self.vty} {self.lit(a)}, "
+                 f"{self.vty} {self.lit(b)}")
+        return t
+
+    def icmp(self, pred: str, a: str, b: str) -> str:
+        t = self.tmp()
+        self.ins(f"{t} = icmp {pred} {self.vty} {self.lit(a)}, {self.lit(b)}")
+        return t
+
+
+# ops whose _Fn.op formulas use only bin / select / icmp (vectorisable as they stand)
+_VEC_OPS = frozenset({"add", "sub", "mul", "and", "or", "xor", "min", "max", "sll", "srl",
+                      "sra", "srar", "sat", "satu", "cmov"})
+
+
 def gen_function(kernel: Kernel, fname: str) -> str:
     """The LLVM IR text of one node function ``fname``."""
     return _Fn(kernel, fname).render()
@@ -621,6 +679,7 @@ def float_plan(sp: dict) -> dict | None:
     P = _prod(sp["O"])
     NP = -(-P // nr)
     npb = max(1, min(NP, FPANEL_BYTES // (K * nr * esz), 8))
+    npb = -(-NP // -(-NP // npb))  # the same bound, column blocks as even as possible
     Mg, outer = int(sp["Mg"]), int(sp["N"]) * int(sp["G"]) * -(-NP // npb)
     nmb = max(1, min(-(-FITEMS // outer), -(-Mg // FMR)))
     rows = -(-Mg // nmb)
@@ -629,10 +688,18 @@ def float_plan(sp: dict) -> dict | None:
             "nmb": -(-Mg // mb)}
 
 
-def conv_float_scratch_bytes(sp: dict, fp: dict) -> int:
+def _acc_offset(sp: dict, fp: dict) -> int:
+    """Offset of a fused conv's i64 accumulator tile in a part's scratch (64-aligned)."""
     K = int(sp["Cg"]) * _prod(sp["kern"])
     n = fp["npb"] * K * fp["nr"] * fp["esz"] + FMR * fp["kc"] * fp["esz"]
-    return -(-n // 64) * 64  # every part's panels start 64-byte aligned (aligned loads)
+    return -(-n // 64) * 64
+
+
+def conv_float_scratch_bytes(sp: dict, fp: dict) -> int:
+    n = _acc_offset(sp, fp)
+    if sp.get("epilogue") is not None:  # + FMR rows x the column block of i64 sums
+        n += FMR * fp["npb"] * fp["nr"] * 8
+    return n  # every part's panels start 64-byte aligned (aligned loads)
 
 
 def _pack_window(ir: _Ir, sp: dict, xb: str, p0: str, dst: str, ety: str,
@@ -732,15 +799,20 @@ def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
     per_part = conv_float_scratch_bytes(sp, fp)
     po = ir.v(f"mul i64 %part, {per_part}")
     panels = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    fused = sp.get("epilogue") is not None
+    accb = ir.v(f"getelementptr i8, ptr {panels}, i64 {_acc_offset(sp, fp)}")
     wt = ir.v(f"getelementptr i8, ptr {panels}, i64 {npb * K * nr * esz}")
     lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
     p1 = ir.v("add i64 %part, 1")
     hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
     it, _, close_it = ir.loop(lo, hi)
-    mbi = ir.v(f"urem i64 {it}, {nmb}")
-    r0 = ir.v(f"udiv i64 {it}, {nmb}")
-    cb = ir.v(f"urem i64 {r0}, {ncb}")
-    ng = ir.v(f"udiv i64 {r0}, {ncb}")
+    # the column block varies fastest: rows blocks are usually equal (channel counts are
+    # multiples of the block), column blocks may not be, so contiguous thread ranges
+    # take a share of every column block
+    cb = ir.v(f"urem i64 {it}, {ncb}")
+    r0 = ir.v(f"udiv i64 {it}, {ncb}")
+    mbi = ir.v(f"urem i64 {r0}, {nmb}")
+    ng = ir.v(f"udiv i64 {r0}, {nmb}")
     n = ir.v(f"udiv i64 {ng}, {G}")
     g = ir.v(f"urem i64 {ng}, {G}")
     j0 = ir.v(f"mul i64 {cb}, {npb}")
@@ -790,8 +862,11 @@ def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
         # bias or the running sum, per row
         outs_base, inits = [], []
         for i in range(mr):
-            yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {mrow[i]}')}, {P * 8}")
-            outs_base.append(ir.v(f"add i64 {yo}, {int(sp['y'])}"))
+            if fused:  # the i64 sums stay in the part's accumulator tile
+                outs_base.append(str(i * npb * nr * 8))
+            else:
+                yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {mrow[i]}')}, {P * 8}")
+                outs_base.append(ir.v(f"add i64 {yo}, {int(sp['y'])}"))
             if sp.get("bias") is None:
                 inits.append("0")
             else:
@@ -823,8 +898,14 @@ def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
                     f"{_vconst(nr, list(range(nr)))}")
         cm = ir.v(f"icmp slt <{nr} x i64> {cols}, {_vconst(nr, P)}")
         for i in range(mr):
-            c8 = ir.v(f"mul i64 {c0}, 8")
-            yp = ir.v(f"getelementptr i8, ptr %base, i64 {ir.v(f'add i64 {outs_base[i]}, {c8}')}")
+            if fused:
+                c8 = ir.v(f"mul i64 {ir.v(f'sub i64 {jj}, {j0}')}, {nr * 8}")
+                yp = ir.v(f"getelementptr i8, ptr {accb}, i64 "
+                          f"{ir.v(f'add i64 {outs_base[i]}, {c8}')}")
+            else:
+                c8 = ir.v(f"mul i64 {c0}, 8")
+                yp = ir.v(f"getelementptr i8, ptr %base, i64 "
+                          f"{ir.v(f'add i64 {outs_base[i]}, {c8}')}")
             ini = ir.splat("i64", 8, inits[i])
             for h in range(2):
                 if vl == 8:
@@ -846,6 +927,8 @@ def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
                             f"<8 x i1> {mq})")
         close_jj()
         close_kb()
+        if fused:
+            _conv_epilogue(ir, sp, mr, r, m0g, nM, j0, j1, accb, nr, npb, P)
 
     full_lo = m_lo
     ntile = ir.v(f"sdiv i64 {ir.v(f'sub i64 {m_hi}, {m_lo}')}, {FMR}")
@@ -861,6 +944,53 @@ def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+def _conv_epilogue(ir: _Ir, sp: dict, mr: int, r: str, m0g: str, nM: str, j0: str, j1: str,
+                   accb: str, nr: int, npb: int, P: int) -> None:
+    """A fused conv's final write: y[m, c] = epilogue(acc[m, c]) for the tile's rows and
+    the column block's valid columns (``sp["epilogue"]``: the requant + clamp expression
+    over Var("acc") with the output channel as loop level 0, rendered lane-wise)."""
+    osz, _ = DTYPE_INFO[sp["y_dtype"]]
+    oty = f"i{8 * osz}"
+    jj, _, close_jj = ir.loop(j0, j1)
+    jl = ir.v(f"sub i64 {jj}, {j0}")
+    c0 = ir.v(f"mul i64 {jj}, {nr}")
+    for i in range(mr):
+        m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
+        nm = ir.v(f"add i64 {nM}, {m}")
+        yrow = ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P * osz}')}, {int(sp['y'])}")
+        arow = ir.v(f"add i64 {i * npb * nr * 8}, {ir.v(f'mul i64 {jl}, {nr * 8}')}")
+        for q in range(nr // 8):
+            ap = ir.v(f"getelementptr i8, ptr {accb}, i64 {ir.v(f'add i64 {arow}, {64 * q}')}")
+            acc = ir.v(f"load <8 x i64>, ptr {ap}, align 64")
+            val = _VecExpr(ir, 8, {"acc": acc}, [m]).val(sp["epilogue"])
+            if osz < 8:
+                val = ir.v(f"trunc <8 x i64> {val} to <8 x {oty}>")
+            # a whole chunk is one plain vector store; the last, partial chunk of a row is
+            # copied lane by lane (a truncating llvm.masked.store here was compiled, for
+            # AVX-512, into a store of a masked-off lane: tests/test_fuse.py)
+            cq = ir.v(f"add i64 {c0}, {8 * q}")
+            yo = ir.v(f"add i64 {yrow}, {ir.v(f'mul i64 {cq}, {osz}')}")
+            yp = ir.v(f"getelementptr i8, ptr %base, i64 {yo}")
+            whole, part, done = ir.label("ew"), ir.label("ep"), ir.label("ed")
+            full = ir.v(f"icmp sle i64 {ir.v(f'add i64 {cq}, 8')}, {P}")
+            ir.emit(f"br i1 {full}, label %{whole}, label %{part}")
+            ir.lines.append(f"{whole}:")
+            ir.emit(f"store <8 x {oty}> {val}, ptr {yp}, align {osz}")
+            ir.emit(f"br label %{done}")
+            ir.lines.append(f"{part}:")
+            # the chunk's accumulators are consumed: park the values there, copy the lanes
+            ir.emit(f"store <8 x {oty}> {val}, ptr {ap}, align 64")
+            lane, _, close_lane = ir.loop("0", ir.v(f"sub i64 {P}, {cq}"))
+            e = ir.v(f"load {oty}, ptr {ir.v(f'getelementptr {oty}, ptr {ap}, i64 {lane}')}, "
+                     f"align {osz}")
+            ir.emit(f"store {oty} {e}, ptr {ir.v(f'getelementptr {oty}, ptr {yp}, i64 {lane}')}, "
+                    f"align {osz}")
+            close_lane()
+            ir.emit(f"br label %{done}")
+            ir.lines.append(f"{done}:")
+    close_jj()
+
+
 def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     """(function text, declarations, scratch bytes per part) for a kernel with a native
     description, or None to render its loop nest."""
@@ -872,6 +1002,8 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
         if fp is not None:
             text, decls = gen_conv_float(sp, fp, fname)
             return text, decls, conv_float_scratch_bytes(sp, fp)
+        if sp.get("epilogue") is not None:
+            return None  # a fused conv without the exact-float plan: its loop nest
         text, decls = gen_conv(sp, fname)
         return text, decls, conv_scratch_bytes(sp)
     return None

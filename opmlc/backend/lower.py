@@ -40,6 +40,7 @@ from opmlc.backend.kernel import (
 from opmlc.errors import OpmlcError
 from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc.ir.ops import canonical_attrs, run_ref
+from opmlc.quantize.intops import split_rq_inputs
 
 
 class LoweringError(OpmlcError):
@@ -491,8 +492,19 @@ def _trilu(node: Node, ctx: Ctx) -> Kernel:
 @lowering("q.matmul")
 def _qmatmul(node: Node, ctx: Ctx) -> Kernel:
     """y[.., i, j] = bias[j] + sum_k (a[.., i, k] - a_zp) * (b[.., k, j] - b_zp)."""
-    a_name, b_name = node.inputs[0], node.inputs[1]
-    bias = _opt_input(node, 2)
+    return _matmul(node, ctx, list(node.inputs), None)
+
+
+@lowering("q.matmul_rq")
+def _qmatmul_rq(node: Node, ctx: Ctx) -> Kernel:
+    """q.matmul's loop nest with the requant + clamp epilogue applied before the store."""
+    cin, rq = split_rq_inputs(list(node.inputs), node.attrs)
+    return _matmul(node, ctx, cin, rq)
+
+
+def _matmul(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
+    a_name, b_name = cin[0], cin[1]
+    bias = cin[2] if len(cin) > 2 else None
     at, bt, yt = ctx.t(a_name), ctx.t(b_name), ctx.t(node.outputs[0])
     a_shape, b_shape = list(at.shape), list(bt.shape)
     if len(a_shape) == 1:
@@ -522,9 +534,44 @@ def _qmatmul(node: Node, ctx: Ctx) -> Kernel:
             ctx.t(bias).dtype, Addr(ctx.addr(bias), ((nb + 1, bs[0]),)))
     prod = mul(sub(Load(at.dtype, a_addr), za), sub(Load(bt.dtype, b_addr), zb))
     inner = Loop(K, (Let("acc", add(Var("acc"), prod)),))
-    body = nest(batch + [M, N], [Let("acc", init), inner,
-                                 Store(yt.dtype, y_addr, Var("acc"))])
+    val: Expr = Var("acc")
+    if rq is not None:
+        full = tuple(batch) + (M, N)
+
+        def param(name: str) -> Expr:
+            pshape = list(ctx.t(name).shape)
+            pshape = [1] * (len(yt.shape) - len(pshape)) + pshape
+            if len(at.shape) == 1:
+                pshape.insert(len(pshape) - (0 if len(bt.shape) == 1 else 1), 1)
+            if len(bt.shape) == 1:
+                pshape.append(1)
+            bs = _bstrides(tuple(pshape), full, _itemsize(ctx.t(name).dtype))
+            return _param_load(ctx, name, tuple((lv, bs[lv]) for lv in range(nb + 2)))
+
+        val = rq_epilogue(Var("acc"), [param(p) for p in rq], node.attrs)
+    body = nest(batch + [M, N], [Let("acc", init), inner, Store(yt.dtype, y_addr, val)])
     return Kernel("", body, parallel=True)
+
+
+def _param_load(ctx: Ctx, name: str, terms: tuple[tuple[int, int], ...]) -> Expr:
+    """A requant parameter at the output index: an immediate when it is an all-equal
+    constant, else a load with the given (level, byte stride) terms."""
+    c = _scalar_const(ctx, name)
+    if c is not None:
+        return Const(c)
+    return Load(ctx.t(name).dtype, Addr(ctx.addr(name), terms))
+
+
+def rq_epilogue(acc: Expr, params: list[Expr], a: dict) -> Expr:
+    """The q.requant + q.clamp of a fused contraction on its i64 sum ``acc``:
+    min(max(sat_T(srar((acc - acc_zp) * mult + rq_bias, shift) + zp), lo), hi) — the same
+    scalar ops as the q.requant and q.clamp lowerings."""
+    mult, shift = params[0], params[1]
+    t = mul(sub(acc, a["acc_zp"]), mult)
+    if len(params) > 2:
+        t = add(t, params[2])
+    y = saturate(add(op("srar", t, shift), a["zp"]), a["dtype"])
+    return smin(smax(y, a["lo"]), a["hi"])
 
 
 def _reduce(node: Node, ctx: Ctx, axes: list[int], init: Expr,
@@ -591,7 +638,7 @@ def _qargmax(node: Node, ctx: Ctx) -> Kernel:
 
 
 __all__ = ["Ctx", "LOWER", "LoweringError", "elementwise", "index_map", "lower_node",
-           "lowering", "nest"]
+           "lowering", "nest", "rq_epilogue"]
 
 
 # ---------------------------------------------------------------- windows (conv, pools)
@@ -636,8 +683,20 @@ def _absmax(c: np.ndarray | None, zp: int) -> int | None:
 @lowering("q.conv")
 def _qconv(node: Node, ctx: Ctx) -> Kernel:
     """Loops n, g, mm, o..., c, j... (m = g * M/G + mm, x channel = g * C/G + c)."""
-    x, w = node.inputs[0], node.inputs[1]
-    bias = _opt_input(node, 2)
+    return _conv(node, ctx, list(node.inputs), None)
+
+
+@lowering("q.conv_rq")
+def _qconv_rq(node: Node, ctx: Ctx) -> Kernel:
+    """q.conv's loop nest with the requant + clamp epilogue applied before the store; the
+    native description carries the epilogue (per output channel parameters only)."""
+    cin, rq = split_rq_inputs(list(node.inputs), node.attrs)
+    return _conv(node, ctx, cin, rq)
+
+
+def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
+    x, w = cin[0], cin[1]
+    bias = cin[2] if len(cin) > 2 else None
     y = node.outputs[0]
     a = node.attrs
     xt, wt, yt = ctx.t(x), ctx.t(w), ctx.t(y)
@@ -669,10 +728,24 @@ def _qconv(node: Node, ctx: Ctx) -> Kernel:
         init = Load(bt.dtype, Addr(ctx.addr(bias), ((1, Mg * _itemsize(bt.dtype)),
                                                     (2, _itemsize(bt.dtype)))))
     inner = nest([Cg] + kern, [Let("acc", add(Var("acc"), mul(v, wv)))])
+    val: Expr = Var("acc")
+    row_epi: Expr | None = None
+    if rq is not None:
+        vm_params, row_params = [], []
+        for p in rq:
+            bs = _bstrides(ctx.t(p).shape, yt.shape, _itemsize(ctx.t(p).dtype))
+            vm_params.append(_param_load(ctx, p, ((0, bs[0]), (1, Mg * bs[1]), (2, bs[1]))
+                                         + tuple((o_lv[i], bs[2 + i]) for i in range(nd))))
+            per_row = all(b == 0 or yt.shape[ax] == 1 for ax, b in enumerate(bs)
+                          if ax != 1)
+            row_params.append(_param_load(ctx, p, ((0, bs[1]),)) if per_row else None)
+        val = rq_epilogue(Var("acc"), vm_params, a)
+        if all(p is not None for p in row_params):  # level 0 = the output channel m
+            row_epi = rq_epilogue(Var("acc"), row_params, a)
     body = nest([xt.shape[0], G, Mg] + osh, [Let("acc", init), *inner,
-                                             Store(yt.dtype, y_addr, Var("acc"))])
+                                             Store(yt.dtype, y_addr, val)])
     k = Kernel("", body, parallel=True)
-    if yt.dtype == "i64" and body:
+    if body and (rq is None and yt.dtype == "i64" or row_epi is not None):
         k.native = {
             "kind": "conv", "N": xt.shape[0], "C": xt.shape[1], "G": G, "Mg": Mg, "Cg": Cg,
             "kern": kern, "H": list(xt.shape[2:]), "O": osh, "strides": list(a["strides"]),
@@ -682,6 +755,8 @@ def _qconv(node: Node, ctx: Ctx) -> Kernel:
             "bias": ctx.addr(bias) if bias is not None else None,
             "bias_dtype": ctx.t(bias).dtype if bias is not None else None,
             "w_absmax": _absmax(ctx.const(w), a["w_zp"])}
+        if row_epi is not None:
+            k.native.update({"epilogue": row_epi, "y_dtype": yt.dtype})
     return k
 
 

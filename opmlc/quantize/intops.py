@@ -374,6 +374,60 @@ def q_rms_norm(x: np.ndarray, gamma: np.ndarray, *, axis: int, x_zp: int, pre: i
     return _out(P.srar(P.mul(z, gamma), shift) + zp, dtype)
 
 
+# ---------------------------------------------------------------- fused contractions
+#
+# Made by the back end's fusion pass (opmlc/backend/fuse.py), never by the quantizer: a
+# contraction whose i64 accumulator's only user is a q.requant (whose output's only user
+# may be a q.clamp) becomes one node. The reference is literally the composition.
+
+_RQ_ATTRS = {"acc_zp": 0, "zp": 0, "dtype": REQUIRED, "lo": REQUIRED, "hi": REQUIRED,
+             "has_bias": 0, "has_rq_bias": 0}
+
+
+def split_rq_inputs(ins: list, a: dict[str, Any]) -> tuple[list, list]:
+    """(contraction inputs, requant inputs) of a fused node: x, w[, bias] | mult, shift[,
+    rq_bias] (``has_bias`` / ``has_rq_bias`` say which optional ones are present)."""
+    n = 2 + int(a.get("has_bias", 0))
+    return list(ins[:n]), list(ins[n:])
+
+
+def _rq_infer(base: str) -> Callable:
+    def f(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        cts, _ = split_rq_inputs(ts, a)
+        return [TensorType(a["dtype"], OPS[base].infer(cts, a)[0].shape)]
+
+    return f
+
+
+def _rq_epilogue(acc: np.ndarray, rq: list[np.ndarray], a: dict[str, Any]) -> np.ndarray:
+    y = q_requant(acc, *rq, x_zp=a["acc_zp"], zp=a["zp"], dtype=a["dtype"])
+    return q_clamp(y, lo=a["lo"], hi=a["hi"])
+
+
+_CONV_ATTRS = {"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1,
+               "x_zp": 0, "w_zp": 0}
+
+
+@_reg("q.conv_rq", Group.CONTRACTION, _rq_infer("q.conv"), (4, 6),
+      {**_CONV_ATTRS, **_RQ_ATTRS})
+def q_conv_rq(*ins: np.ndarray, **a: Any) -> np.ndarray:
+    """y = q.clamp(q.requant(q.conv(x, w[, bias]), mult, shift[, rq_bias]) {x_zp: acc_zp,
+    zp, dtype}) {lo, hi}   (inputs x, w[, bias], mult, shift[, rq_bias])."""
+    cin, rq = split_rq_inputs(list(ins), a)
+    acc = q_conv(*cin, **{k: a[k] for k in _CONV_ATTRS})
+    return _rq_epilogue(acc, rq, a)
+
+
+@_reg("q.matmul_rq", Group.CONTRACTION, _rq_infer("q.matmul"), (4, 6),
+      {"a_zp": 0, "b_zp": 0, **_RQ_ATTRS})
+def q_matmul_rq(*ins: np.ndarray, **a: Any) -> np.ndarray:
+    """y = q.clamp(q.requant(q.matmul(a, b[, bias]), mult, shift[, rq_bias]) {x_zp: acc_zp,
+    zp, dtype}) {lo, hi}   (inputs a, b[, bias], mult, shift[, rq_bias])."""
+    cin, rq = split_rq_inputs(list(ins), a)
+    acc = q_matmul(*cin, a_zp=a["a_zp"], b_zp=a["b_zp"])
+    return _rq_epilogue(acc, rq, a)
+
+
 MOVEMENT_OK = frozenset(
     n for n, d in OPS.items() if d.group is Group.MOVEMENT and not n.startswith("q."))
 
@@ -387,4 +441,5 @@ def log2_floor(x: float) -> int:
     return math.floor(math.log2(x))
 
 
-__all__ = ["INT_OPS", "INT_DTYPES", "MOVEMENT_OK", "is_int_op", "exact_contract", "lut_interp"]
+__all__ = ["INT_OPS", "INT_DTYPES", "MOVEMENT_OK", "is_int_op", "exact_contract", "lut_interp",
+           "split_rq_inputs"]

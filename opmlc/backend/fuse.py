@@ -1,0 +1,111 @@
+"""Fusion pass on the integer IR: contraction + requant (+ clamp) -> one node.
+
+``fuse_requant(g)`` rewrites every
+
+    acc = q.conv(x, w[, bias]) {conv attrs}              (or q.matmul(a, b[, bias]))
+    y   = q.requant(acc, mult, shift[, rq_bias]) {x_zp, zp, dtype}
+    z   = q.clamp(y) {lo, hi}                            (optional)
+
+where ``acc``'s only user is the q.requant (as its first input), the requant keeps the
+accumulator's shape, and (for the clamp) ``y``'s only user is the q.clamp, and neither
+``acc`` nor a fused-away ``y`` is a graph output, into
+
+    z = q.conv_rq(x, w[, bias], mult, shift[, rq_bias]) {conv attrs, acc_zp: x_zp, zp,
+                                                          dtype, lo, hi, has_bias, has_rq_bias}
+
+(``q.matmul_rq`` likewise; without a clamp lo / hi are the range of ``dtype``, where the
+clamp is the identity). The fused ops' references are the composition of the originals
+(opmlc/quantize/intops.py), so the graph computes the same bits; the pass runs inside
+``compile_graph`` before lowering, so the VM, the native kernels and the ``ref`` engine
+(which reads the IR text of the artifact) all see the same nodes and node boundaries.
+The i64 accumulator never reaches memory: fewer nodes, fewer bytes written and hashed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from opmlc.ir.graph import Graph, Node
+from opmlc.ir.ops import canonical_attrs
+from opmlc.quantize.interp import verify_int
+
+FUSED = {"q.conv": "q.conv_rq", "q.matmul": "q.matmul_rq"}
+
+_RANGE = {"i8": (-(1 << 7), (1 << 7) - 1), "u8": (0, 255), "i16": (-(1 << 15), (1 << 15) - 1),
+          "i32": (-(1 << 31), (1 << 31) - 1), "i64": (-(1 << 63), (1 << 63) - 1)}
+
+
+def _users(g: Graph) -> Counter:
+    c: Counter = Counter()
+    for n in g.nodes:
+        for i in n.inputs:
+            c[i] += 1
+    for o in g.outputs:
+        c[o] += 1  # a graph output counts as a user that must see the value
+    return c
+
+
+def fuse_requant(g: Graph) -> Graph:
+    """``g`` with contraction + requant (+ clamp) chains fused (see the module docstring);
+    ``g`` itself is not modified. The result is verified."""
+    users = _users(g)
+    producer = {o: k for k, n in enumerate(g.nodes) for o in n.outputs}
+    consumer: dict[str, int] = {}
+    for k, n in enumerate(g.nodes):
+        for i in n.inputs:
+            consumer[i] = k
+    out: list[Node | None] = list(g.nodes)
+    fused_any = False
+    for k, n in enumerate(g.nodes):
+        if n.op not in FUSED:
+            continue
+        acc = n.outputs[0]
+        if users[acc] != 1 or acc not in consumer:
+            continue
+        rk = consumer[acc]
+        rq = g.nodes[rk]
+        if rq.op != "q.requant" or rq.inputs[0] != acc or acc in rq.inputs[1:]:
+            continue
+        if g.types[rq.outputs[0]].shape != g.types[acc].shape:
+            continue
+        ra = canonical_attrs("q.requant", rq.attrs)
+        lo, hi = _RANGE[ra["dtype"]]
+        last, ck = rq, None
+        y = rq.outputs[0]
+        if users[y] == 1 and y in consumer and g.nodes[consumer[y]].op == "q.clamp":
+            ck = consumer[y]
+            ca = canonical_attrs("q.clamp", g.nodes[ck].attrs)
+            lo, hi = int(ca["lo"]), int(ca["hi"])
+            last = g.nodes[ck]
+        ca_attrs = canonical_attrs(n.op, n.attrs)
+        attrs = {**ca_attrs, "acc_zp": ra["x_zp"], "zp": ra["zp"], "dtype": ra["dtype"],
+                 "lo": lo, "hi": hi, "has_bias": int(len(n.inputs) > 2),
+                 "has_rq_bias": int(len(rq.inputs) > 3)}
+        # every requant operand must already be defined where the fused node stands (at
+        # the contraction's place): constants, graph inputs or earlier node outputs
+        if any(i in producer and producer[i] >= k for i in rq.inputs[1:]):
+            continue
+        out[k] = Node(FUSED[n.op], tuple(n.inputs) + tuple(rq.inputs[1:]),
+                      tuple(last.outputs), attrs)
+        out[rk] = None
+        if ck is not None:
+            out[ck] = None
+        fused_any = True
+    if not fused_any:
+        return g
+    nodes = [nd for nd in out if nd is not None]
+    live = {v for nd in nodes for v in (*nd.inputs, *nd.outputs)} | set(g.inputs) | set(
+        g.outputs)
+    ng = Graph(inputs=list(g.inputs), outputs=list(g.outputs), nodes=nodes,
+               types={v: t for v, t in g.types.items() if v in live},
+               consts={c: a for c, a in g.consts.items() if c in live}, name=g.name)
+    return verify_int(ng)
+
+
+def fusion_stats(before: Graph, after: Graph) -> dict[str, int]:
+    """Node counts by op that changed (for progress messages)."""
+    a, b = Counter(n.op for n in before.nodes), Counter(n.op for n in after.nodes)
+    return {op: b[op] - a[op] for op in sorted(set(a) | set(b)) if a[op] != b[op]}
+
+
+__all__ = ["FUSED", "fuse_requant", "fusion_stats"]
