@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from light_models import LIGHT, randomize_light
 from onnx import TensorProto, helper, numpy_helper
 
 from opmlc.errors import ModelLoadError, OpmlcError, ShapeError, UnsupportedOpsError
@@ -20,7 +21,6 @@ from opmlc.frontend import cmd_ir, import_onnx, parse_shape_flags
 from opmlc.ir import evaluate, parse_graph, print_graph, verify
 
 ROOT = Path(__file__).resolve().parents[1]
-LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
 def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:  # noqa: ANN001
@@ -178,25 +178,6 @@ def test_cmd_ir_prints_parseable_text(capsys: pytest.CaptureFixture[str]) -> Non
 # ---------------------------------------------------------------- whole models
 
 
-def _randomize_light(path: Path) -> onnx.ModelProto:
-    """The light models build weights with ConstantOfShape (constant fill); give them
-    seeded random values so the comparison with onnxruntime is meaningful."""
-    m = onnx.load(str(path))
-    shapes = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    rng = np.random.default_rng(0)
-    for node in m.graph.node:
-        if node.op_type != "ConstantOfShape":
-            continue
-        shape = tuple(int(d) for d in shapes[node.input[0]])
-        if len(shape) == 1:  # biases / BN params: positive, near 1 (BN variance > 0)
-            arr = rng.uniform(0.5, 1.5, shape)
-        else:
-            arr = rng.standard_normal(shape) / np.sqrt(max(np.prod(shape[1:]), 1))
-        t = numpy_helper.from_array(arr.astype(np.float32), "value")
-        node.CopyFrom(helper.make_node("Constant", [], [node.output[0]], value=t))
-    return m
-
-
 SLOW_LIGHT = {"light_bvlc_alexnet", "light_vgg19", "light_zfnet512", "light_densenet121",
               "light_inception_v2"}
 LIGHT_MODELS = sorted(Path(p).stem for p in glob.glob(str(LIGHT / "*.onnx")))
@@ -205,7 +186,7 @@ LIGHT_MODELS = sorted(Path(p).stem for p in glob.glob(str(LIGHT / "*.onnx")))
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_LIGHT else []) for n in LIGHT_MODELS])
 def test_light_model_vs_onnxruntime(name: str) -> None:
-    m = _randomize_light(LIGHT / f"{name}.onnx")
+    m = randomize_light(LIGHT / f"{name}.onnx")
     g = import_onnx(m)
     rng = np.random.default_rng(0)
     feed = {n: rng.standard_normal(g.types[n].shape).astype(np.float32) for n in g.inputs}

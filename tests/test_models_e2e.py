@@ -35,36 +35,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from backend_util import assert_same_run
-from onnx import helper, numpy_helper
+from light_models import LIGHT, randomize_light
 
 from opmlc import api
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_NAMES = sorted(Path(p).stem[len("light_"):] for p in glob.glob(str(LIGHT / "*.onnx")))
-
-
-def randomize_light(path: Path) -> onnx.ModelProto:
-    """Replace the ConstantOfShape weights of a light model by seeded random values
-    (biases / BN parameters near 1 so BN variances stay positive)."""
-    m = onnx.load(str(path))
-    shapes = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    rng = np.random.default_rng(0)
-    for node in m.graph.node:
-        if node.op_type != "ConstantOfShape":
-            continue
-        shape = tuple(int(d) for d in shapes[node.input[0]])
-        if len(shape) == 1:
-            arr = rng.uniform(0.5, 1.5, shape)
-        else:
-            arr = rng.standard_normal(shape) / np.sqrt(max(np.prod(shape[1:]), 1))
-        t = numpy_helper.from_array(arr.astype(np.float32), "value")
-        node.CopyFrom(helper.make_node("Constant", [], [node.output[0]], value=t))
-    return m
 
 
 def model_inputs(m: api.Model, seed: int = 0) -> dict[str, np.ndarray]:
