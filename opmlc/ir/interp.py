@@ -9,10 +9,12 @@ are the IR's, not numpy's promotion rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from opmlc.errors import ShapeError
-from opmlc.ir.graph import Graph
+from opmlc.ir.graph import Graph, Node
 from opmlc.ir.ops import run_ref
 
 
@@ -30,22 +32,34 @@ def _bind_inputs(g: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return env
 
 
-def evaluate(g: Graph, inputs: dict[str, np.ndarray],
-             return_all: bool = False) -> dict[str, np.ndarray]:
-    """Run ``g`` on ``inputs``; returns the outputs, or every value if ``return_all``."""
-    env = _bind_inputs(g, inputs)
+def run_nodes(g: Graph, env: dict[str, np.ndarray],
+              settle: Callable[[Node, str, np.ndarray], np.ndarray],
+              return_all: bool = False) -> dict[str, np.ndarray]:
+    """env ∪= consts; for n in nodes: env[o] = settle(n, o, ref_n(env[n.inputs], n.attrs))
+    for each output o. Returns the outputs, or every value if ``return_all``. ``settle``
+    checks (or coerces) a result against its declared type: the one place the float and
+    integer interpreters differ."""
     env.update(g.consts)
     for node in g.nodes:
         outs = run_ref(node.op, [env[i] for i in node.inputs], node.attrs)
         for name, val in zip(node.outputs, outs, strict=True):
-            t = g.types[name]
-            val = np.asarray(val)
-            if val.dtype != t.np_dtype:
-                val = val.astype(t.np_dtype)
-            if val.shape != t.shape:
-                raise ShapeError(f"node {node.op} -> {name}: reference produced shape "
-                                 f"{val.shape}, declared {t}")
-            env[name] = val
+            env[name] = settle(node, name, np.asarray(val))
     if return_all:
         return env
     return {o: env[o] for o in g.outputs}
+
+
+def evaluate(g: Graph, inputs: dict[str, np.ndarray],
+             return_all: bool = False) -> dict[str, np.ndarray]:
+    """Run ``g`` on ``inputs``; returns the outputs, or every value if ``return_all``."""
+
+    def coerce(node: Node, name: str, val: np.ndarray) -> np.ndarray:
+        t = g.types[name]
+        if val.dtype != t.np_dtype:
+            val = val.astype(t.np_dtype)
+        if val.shape != t.shape:
+            raise ShapeError(f"node {node.op} -> {name}: reference produced shape "
+                             f"{val.shape}, declared {t}")
+        return val
+
+    return run_nodes(g, _bind_inputs(g, inputs), coerce, return_all)

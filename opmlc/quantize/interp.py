@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from opmlc.errors import IRError, ShapeError
-from opmlc.ir.graph import Graph
-from opmlc.ir.ops import run_ref
+from opmlc.ir.graph import Graph, Node
+from opmlc.ir.interp import run_nodes
 from opmlc.ir.verify import verify
 from opmlc.quantize.intops import INT_DTYPES, is_int_op
 
@@ -49,19 +49,15 @@ def evaluate_int(g: Graph, inputs: dict[str, np.ndarray],
             raise ShapeError(f"input {name!r} ({a.dtype}) is not exactly representable as "
                              f"{t.dtype}; quantize it first (QuantizedModel.quantize_inputs)")
         env[name] = c
-    env.update(g.consts)
-    for node in g.nodes:
-        outs = run_ref(node.op, [env[i] for i in node.inputs], node.attrs)
-        for name, val in zip(node.outputs, outs, strict=True):
-            t = g.types[name]
-            val = np.asarray(val)
-            if val.shape != t.shape or val.dtype != t.np_dtype:
-                raise IRError(f"node {node.op} -> {name}: reference produced "
-                              f"{val.dtype}{list(val.shape)}, declared {t}")
-            env[name] = val
-    if return_all:
-        return env
-    return {o: env[o] for o in g.outputs}
+
+    def exact(node: Node, name: str, val: np.ndarray) -> np.ndarray:
+        t = g.types[name]
+        if val.shape != t.shape or val.dtype != t.np_dtype:
+            raise IRError(f"node {node.op} -> {name}: reference produced "
+                          f"{val.dtype}{list(val.shape)}, declared {t}")
+        return val
+
+    return run_nodes(g, env, exact, return_all)
 
 
 __all__ = ["evaluate_int", "verify_int"]
