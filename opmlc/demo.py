@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. native -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    model.run(inputs, engine="native").state_root  # JIT-compiles kernels and keccak
+    _ = model.run(inputs, engine="native").state_root  # JIT-compiles kernels and keccak
     jit = time.perf_counter() - t0
     t0 = time.perf_counter()
     native = model.run(inputs, engine="native", commit=True)
