@@ -509,26 +509,16 @@ def _gemm_tile(ir: _Ir, mr: int, rows: list[str], k_count: int, panel: str, wsz:
 def gen_conv(sp: dict, fname: str) -> tuple[str, set[str]]:
     """The packed-GEMM native kernel of a q.conv (see the section comment)."""
     N, C, G, Mg, Cg = (int(sp[k]) for k in ("N", "C", "G", "Mg", "Cg"))
-    kern, H, O = list(sp["kern"]), list(sp["H"]), list(sp["O"])
-    S, D, PAD = list(sp["strides"]), list(sp["dilations"]), list(sp["pads"])
-    nd = len(kern)
-    KK, HW, P = _prod(kern), _prod(H), _prod(O)
+    KK, HW, P = _prod(sp["kern"]), _prod(sp["H"]), _prod(sp["O"])
     K, M = Cg * KK, G * Mg
     NP = -(-P // NR)
     items = N * G * NP
-    xsz, xsig = DTYPE_INFO[sp["x_dtype"]]
+    xsz, _ = DTYPE_INFO[sp["x_dtype"]]
     wsz, wsig = DTYPE_INFO[sp["w_dtype"]]
-    xty, wty = f"i{8 * xsz}", f"i{8 * wsz}"
+    wty = f"i{8 * wsz}"
     x_zp, w_zp = int(sp["x_zp"]), int(sp["w_zp"])
     narrow = _fits32(sp["x_dtype"], x_zp) and _fits32(sp["w_dtype"], w_zp)
-    hst = [_prod(H[i + 1:]) for i in range(nd)]
-    contiguous = all(k == 1 for k in kern) and all(s == 1 for s in S) and \
-        all(p == 0 for p in PAD) and H == O
     ir = _Ir()
-    ir.decls.add(f"declare <16 x {xty}> @llvm.masked.gather.v16{xty}.v16p0(<16 x ptr>, "
-                 f"i32 immarg, <16 x i1>, <16 x {xty}>)")
-    ir.decls.add(f"declare <16 x {xty}> @llvm.masked.load.v16{xty}.p0(ptr, i32 immarg, "
-                 f"<16 x i1>, <16 x {xty}>)")
     po = ir.v(f"mul i64 %part, {K * NR * 8}")
     panel = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
     lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
@@ -540,59 +530,14 @@ def gen_conv(sp: dict, fname: str) -> tuple[str, set[str]]:
     n = ir.v(f"udiv i64 {ng}, {G}")
     g = ir.v(f"urem i64 {ng}, {G}")
     p0 = ir.v(f"mul i64 {pj}, {NR}")
-    pv = ir.v(f"add <16 x i64> {ir.splat('i64', 16, p0)}, {_vconst(16, list(range(16)))}")
-    colmask = ir.v(f"icmp slt <16 x i64> {pv}, {_vconst(16, P)}")
-    starts = [""] * nd
-    rem = pv
-    for i in reversed(range(nd)):
-        o = ir.v(f"urem <16 x i64> {rem}, {_vconst(16, O[i])}")
-        rem = ir.v(f"udiv <16 x i64> {rem}, {_vconst(16, O[i])}")
-        os_ = ir.v(f"mul <16 x i64> {o}, {_vconst(16, S[i])}")
-        starts[i] = ir.v(f"sub <16 x i64> {os_}, {_vconst(16, PAD[i])}")
+    colmask, starts = _window_starts(ir, sp, p0, NR)
     # x of this (n, group): channel n*C + g*Cg
     nc = ir.v(f"mul i64 {n}, {C}")
     gc = ir.v(f"mul i64 {g}, {Cg}")
     xc = ir.v(f"mul i64 {ir.v(f'add i64 {nc}, {gc}')}, {HW * xsz}")
     xo = ir.v(f"add i64 {xc}, {int(sp['x'])}")
     xb = ir.v(f"getelementptr i8, ptr %base, i64 {xo}")
-    # pack the panel: k = (c, j_0, .., j_{nd-1}) row-major, as in the weights
-    c, _, close_c = ir.loop("0", str(Cg))
-    xcb = ir.v(f"getelementptr i8, ptr {xb}, i64 {ir.v(f'mul i64 {c}, {HW * xsz}')}")
-    js, closes = [], []
-    kidx = c
-    for i in range(nd):
-        j, _, cl = ir.loop("0", str(kern[i]))
-        js.append(j)
-        closes.append(cl)
-        kidx = ir.v(f"add i64 {ir.v(f'mul i64 {kidx}, {kern[i]}')}, {j}")
-    zero = f"<16 x {xty}> zeroinitializer"
-    if contiguous:
-        valid = colmask
-        ptr = ir.v(f"getelementptr i8, ptr {xcb}, i64 {ir.v(f'mul i64 {p0}, {xsz}')}")
-        vals = ir.v(f"call <16 x {xty}> @llvm.masked.load.v16{xty}.p0(ptr {ptr}, i32 {xsz}, "
-                    f"<16 x i1> {valid}, {zero})")
-    else:
-        valid, off = colmask, None
-        for i in range(nd):
-            jd = ir.v(f"mul i64 {js[i]}, {D[i]}")
-            pos = ir.v(f"add <16 x i64> {starts[i]}, {ir.splat('i64', 16, jd)}")
-            ok = ir.v(f"icmp ult <16 x i64> {pos}, {_vconst(16, H[i])}")
-            valid = ir.v(f"and <16 x i1> {valid}, {ok}")
-            t = ir.v(f"mul <16 x i64> {pos}, {_vconst(16, hst[i] * xsz)}")
-            off = t if off is None else ir.v(f"add <16 x i64> {off}, {t}")
-        off = ir.v(f"select <16 x i1> {valid}, <16 x i64> {off}, <16 x i64> zeroinitializer")
-        ptrs = ir.v(f"getelementptr i8, ptr {xcb}, <16 x i64> {off}")
-        vals = ir.v(f"call <16 x {xty}> @llvm.masked.gather.v16{xty}.v16p0(<16 x ptr> {ptrs}, "
-                    f"i32 {xsz}, <16 x i1> {valid}, {zero})")
-    wide = vals if xty == "i64" else ir.v(f"{_ext(xsig)} <16 x {xty}> {vals} to <16 x i64>")
-    if x_zp:
-        wide = ir.v(f"sub <16 x i64> {wide}, {_vconst(16, x_zp)}")
-    wide = ir.v(f"select <16 x i1> {valid}, <16 x i64> {wide}, <16 x i64> zeroinitializer")
-    dst = ir.v(f"getelementptr i8, ptr {panel}, i64 {ir.v(f'mul i64 {kidx}, {NR * 8}')}")
-    ir.emit(f"store <16 x i64> {wide}, ptr {dst}, align 64")
-    for cl in reversed(closes):
-        cl()
-    close_c()
+    _pack_columns(ir, sp, xb, p0, colmask, starts, panel, "i64", 8, NR)
     # the GEMM over the panel: MR-row tiles, then the remaining rows one by one
     mask = (ir.v(f"shufflevector <16 x i1> {colmask}, <16 x i1> poison, "
                  f"<8 x i32> {_vconst(8, list(range(8)), 'i32')}"),
@@ -702,35 +647,41 @@ def conv_float_scratch_bytes(sp: dict, fp: dict) -> int:
     return n  # every part's panels start 64-byte aligned (aligned loads)
 
 
-def _pack_window(ir: _Ir, sp: dict, xb: str, p0: str, dst: str, ety: str,
-                 esz: int, nr: int) -> str:
-    """Pack panel columns [p0, p0 + nr) of the im2col matrix into dst[k][nr] (ety lanes:
-    x - x_zp converted exactly, 0 in the padding and past the last column); returns the
-    <nr x i1> column mask."""
-    kern, H, O = list(sp["kern"]), list(sp["H"]), list(sp["O"])
+def _window_starts(ir: _Ir, sp: dict, p0: str, n: int) -> tuple[str, list[str]]:
+    """Lanes pv = p0 + [0, n) of the output positions: (colmask = pv < P, starts) with
+    starts[i] = o_i * S_i - PAD_i, o = pv unravelled over O (row-major)."""
+    O, S, PAD = list(sp["O"]), list(sp["strides"]), list(sp["pads"])
+    pv = ir.v(f"add <{n} x i64> {ir.splat('i64', n, p0)}, {_vconst(n, list(range(n)))}")
+    colmask = ir.v(f"icmp slt <{n} x i64> {pv}, {_vconst(n, _prod(O))}")
+    starts = [""] * len(O)
+    rem = pv
+    for i in reversed(range(len(O))):
+        o = ir.v(f"urem <{n} x i64> {rem}, {_vconst(n, O[i])}")
+        rem = ir.v(f"udiv <{n} x i64> {rem}, {_vconst(n, O[i])}")
+        os_ = ir.v(f"mul <{n} x i64> {o}, {_vconst(n, S[i])}")
+        starts[i] = ir.v(f"sub <{n} x i64> {os_}, {_vconst(n, PAD[i])}")
+    return colmask, starts
+
+
+def _pack_columns(ir: _Ir, sp: dict, xb: str, p0: str, colmask: str, starts: list[str],
+                  dst: str, ety: str, esz: int, n: int) -> None:
+    """Pack panel columns [p0, p0 + n) of the im2col matrix of x (channels of the group at
+    xb) into dst[k][n], k = (c, j_0, .., j_{nd-1}) row-major as in the weights: ety lanes
+    of esz bytes (x - x_zp, converted exactly unless ety is i64), 0 in the padding and
+    past the last column (colmask, starts: :func:`_window_starts`)."""
+    kern, H = list(sp["kern"]), list(sp["H"])
     S, D, PAD = list(sp["strides"]), list(sp["dilations"]), list(sp["pads"])
-    nd, Cg = len(kern), int(sp["Cg"])
-    HW, P = _prod(H), _prod(O)
+    nd, Cg, HW = len(kern), int(sp["Cg"]), _prod(H)
     xsz, xsig = DTYPE_INFO[sp["x_dtype"]]
     xty = f"i{8 * xsz}"
     x_zp = int(sp["x_zp"])
     hst = [_prod(H[i + 1:]) for i in range(nd)]
     contiguous = all(k == 1 for k in kern) and all(s == 1 for s in S) and \
-        all(p == 0 for p in PAD) and H == O
-    n = nr
+        all(p == 0 for p in PAD) and H == list(sp["O"])
     ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr>, "
                  f"i32 immarg, <{n} x i1>, <{n} x {xty}>)")
     ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr, i32 immarg, "
                  f"<{n} x i1>, <{n} x {xty}>)")
-    pv = ir.v(f"add <{n} x i64> {ir.splat('i64', n, p0)}, {_vconst(n, list(range(n)))}")
-    colmask = ir.v(f"icmp slt <{n} x i64> {pv}, {_vconst(n, P)}")
-    starts = [""] * nd
-    rem = pv
-    for i in reversed(range(nd)):
-        o = ir.v(f"urem <{n} x i64> {rem}, {_vconst(n, O[i])}")
-        rem = ir.v(f"udiv <{n} x i64> {rem}, {_vconst(n, O[i])}")
-        os_ = ir.v(f"mul <{n} x i64> {o}, {_vconst(n, S[i])}")
-        starts[i] = ir.v(f"sub <{n} x i64> {os_}, {_vconst(n, PAD[i])}")
     c, _, close_c = ir.loop("0", str(Cg))
     xcb = ir.v(f"getelementptr i8, ptr {xb}, i64 {ir.v(f'mul i64 {c}, {HW * xsz}')}")
     js, closes = [], []
@@ -764,13 +715,13 @@ def _pack_window(ir: _Ir, sp: dict, xb: str, p0: str, dst: str, ety: str,
     if x_zp:
         wide = ir.v(f"sub <{n} x i64> {wide}, {_vconst(n, x_zp)}")
     wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {wide}, <{n} x i64> zeroinitializer")
-    fv = ir.v(f"sitofp <{n} x i64> {wide} to <{n} x {ety}>")
-    d = ir.v(f"getelementptr i8, ptr {dst}, i64 {ir.v(f'mul i64 {kidx}, {nr * esz}')}")
-    ir.emit(f"store <{n} x {ety}> {fv}, ptr {d}, align 64")
+    if ety != "i64":
+        wide = ir.v(f"sitofp <{n} x i64> {wide} to <{n} x {ety}>")
+    d = ir.v(f"getelementptr i8, ptr {dst}, i64 {ir.v(f'mul i64 {kidx}, {n * esz}')}")
+    ir.emit(f"store <{n} x {ety}> {wide}, ptr {d}, align 64")
     for cl in reversed(closes):
         cl()
     close_c()
-    return colmask
 
 
 def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
@@ -825,7 +776,8 @@ def gen_conv_float(sp: dict, fp: dict, fname: str) -> tuple[str, set[str]]:
     j, _, close_j = ir.loop(j0, j1)
     jl = ir.v(f"sub i64 {j}, {j0}")
     dst = ir.v(f"getelementptr i8, ptr {panels}, i64 {ir.v(f'mul i64 {jl}, {K * nr * esz}')}")
-    _pack_window(ir, sp, xb, ir.v(f"mul i64 {j}, {nr}"), dst, ety, esz, nr)
+    pj0 = ir.v(f"mul i64 {j}, {nr}")
+    _pack_columns(ir, sp, xb, pj0, *_window_starts(ir, sp, pj0, nr), dst, ety, esz, nr)
     close_j()
     # 2. row tiles of this row block x k slices x panels
     m_lo = ir.v(f"mul i64 {mbi}, {mb}")
