@@ -4,7 +4,8 @@ Each graph node k is ``void node_k(ptr base, i64 part, i64 nparts)`` writing the
 memory buffer in place at the planned addresses. Large parallel kernels are split
 over a thread pool (ctypes calls release the GIL); small ones run on the caller.
 
-The machine code is cached on disk (``$OPMLC_CACHE_DIR`` or ``~/.cache/opmlc/jit``),
+The machine code is cached on disk (``$OPMLC_CACHE_DIR`` or ``$XDG_CACHE_HOME/opmlc/jit``,
+``~/.cache`` by default),
 keyed by the sha256 of the IR text, the host CPU name and features, the optimisation
 level and the LLVM version, so loading an artifact a second time skips the optimiser
 and the code generator. ``OPMLC_JIT_CACHE=0`` turns the cache off.
@@ -176,7 +177,10 @@ def cache_dir() -> Path | None:
     if os.environ.get("OPMLC_JIT_CACHE", "1") == "0":
         return None
     d = os.environ.get("OPMLC_CACHE_DIR")
-    return Path(d) if d else Path.home() / ".cache" / "opmlc" / "jit"
+    if d:
+        return Path(d)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "opmlc" / "jit"
 
 
 class NativeModule:
