@@ -37,14 +37,15 @@ def test_float_plan_rule() -> None:
     assert float_plan(_sp("i32", 1, 1 << 17, Cg=1, kern=(2, 2)))["kc"] == 4  # K = 4
 
 
+_SLOW = pytest.mark.slow  # each replays a conv on the Python VM (seconds)
 CASES = [
     # x dtype, x_zp, w dtype, Cg, kern, extreme x, extreme w   (K > KC: several slices)
     ("i32", 0, "i16", 15, [3, 3], np.iinfo(np.int32).min, -(1 << 15)),
     ("i32", 0, "i16", 15, [3, 3], np.iinfo(np.int32).max, (1 << 15) - 1),
-    ("i8", 127, "i8", 30, [3, 3], -128, 127),
-    ("i8", -128, "i8", 30, [3, 3], 127, -128),
-    ("u8", 0, "i8", 12, [5, 5], 255, -128),
-    ("i16", 0, "i8", 40, [3, 3], -(1 << 15), -128),
+    pytest.param("i8", 127, "i8", 30, [3, 3], -128, 127, marks=_SLOW),
+    pytest.param("i8", -128, "i8", 30, [3, 3], 127, -128, marks=_SLOW),
+    pytest.param("u8", 0, "i8", 12, [5, 5], 255, -128, marks=_SLOW),
+    pytest.param("i16", 0, "i8", 40, [3, 3], -(1 << 15), -128, marks=_SLOW),
 ]
 
 
