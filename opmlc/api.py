@@ -35,7 +35,8 @@ import numpy as np
 
 from opmlc.errors import OpmlcError
 from opmlc_runtime.artifact import Artifact, ArtifactError
-from opmlc_runtime.engines import DTYPES, InputError, Program, RunResult
+from opmlc_runtime.dtypes import np_dtype
+from opmlc_runtime.engines import InputError, Program, RunResult
 
 ENGINES = ("native", "vm", "ref")
 
@@ -157,8 +158,8 @@ class Model:
         for name, tstr, addr in self.meta["consts"]:
             dt, shape = tstr.split("[")
             shape = tuple(int(d) for d in shape.rstrip("]").split(",") if d)
-            n = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dt]).itemsize
-            consts[name] = np.frombuffer(img[addr: addr + n], DTYPES[dt]).reshape(shape).copy()
+            n = int(np.prod(shape, dtype=np.int64)) * np_dtype(dt).itemsize
+            consts[name] = np.frombuffer(img[addr: addr + n], np_dtype(dt)).reshape(shape).copy()
         self._ref_graph = parse_graph(self.artifact.ir_text, consts=consts)
         return self._ref_graph
 
@@ -172,7 +173,7 @@ class Model:
         enc = {}
         for sig in self.program.inputs:
             raw = self.program.encode_input(sig, inputs)
-            enc[sig["name"]] = raw.view(DTYPES[sig["dtype"]]).reshape(sig["shape"])
+            enc[sig["name"]] = raw.view(np_dtype(sig["dtype"])).reshape(sig["shape"])
         env = evaluate_int(g, enc, return_all=True)
         values = {o: env[o] for n in g.nodes for o in n.outputs}
         res = self.program.replay(inputs, values, commit, engine="ref")

@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from opmlc_runtime import edge
 from opmlc_runtime.artifact import Artifact, ArtifactError
+from opmlc_runtime.dtypes import np_dtype
 from opmlc_runtime.isa import NUM_REGS, Status
 from opmlc_runtime.merkle import Memory
 from opmlc_runtime.state import CoreState, state_root
 
 ENGINES = ("native", "vm")
-DTYPES = {"i8": np.int8, "u8": np.uint8, "i16": np.int16, "u16": np.uint16, "i32": np.int32,
-          "u32": np.uint32, "i64": np.int64, "u64": np.uint64, "bool": np.uint8}
 
 
 class EngineError(RuntimeError):
@@ -77,48 +77,11 @@ class RunResult:
         return d
 
 
-def quantize_edge(x: np.ndarray, q: dict, shape: tuple[int, ...]) -> np.ndarray:
-    """The edge rule of spec/QUANT.md: q = sat_T(floor(x / scale + 1/2) + zero_point)
-    (NaN gives 0 + zero_point, +-inf saturate; computed in float64, in place)."""
-    v = np.array(x, np.float64)  # a copy: the passes below run in place
-    s = np.asarray(q["scale"], np.float64)
-    if s.ndim and q.get("axis") is not None:
-        shp = [1] * v.ndim
-        shp[q["axis"]] = -1
-        s = s.reshape(shp)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        v = np.divide(v, s, out=v if v.shape == np.broadcast_shapes(v.shape, s.shape)
-                      else None)
-        v += 0.5
-    np.floor(v, out=v)
-    zp = int(q["zero_point"])
-    dt = np.dtype(DTYPES[q["dtype"]])
-    info = np.iinfo(dt)
-    if dt.itemsize <= 4:  # clamp in float: every bound and sum is an exact integer
-        np.nan_to_num(v, copy=False, nan=0.0)
-        np.clip(v, info.min - zp, info.max - zp, out=v)
-        if zp:
-            v += zp
-        return v.astype(dt)
-    np.nan_to_num(v, copy=False, nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
-    np.clip(v, -(2.0**62), 2.0**62, out=v)
-    return np.clip(v.astype(np.int64) + zp, info.min, info.max).astype(dt)
-
-
 def _scale_str(s: float | list) -> str:
     if isinstance(s, (list, tuple)):
         return f"per-channel x{len(s)}"
     m, e = np.frexp(float(s))
     return f"2^{int(e) - 1}" if m == 0.5 else f"{float(s):.6g}"
-
-
-def dequantize_edge(v: np.ndarray, q: dict) -> np.ndarray:
-    s = np.asarray(q["scale"], np.float64)
-    if s.ndim and q.get("axis") is not None:
-        shp = [1] * v.ndim
-        shp[q["axis"]] = -1
-        s = s.reshape(shp)
-    return ((v.astype(np.float64) - q["zero_point"]) * s).astype(np.float32)
 
 
 class Program:
@@ -219,13 +182,13 @@ class Program:
             else:
                 raise InputError(f"input {name!r} has shape {list(x.shape)}, the model "
                                  f"expects {sig['dtype']}{list(shape)}")
-        dt = np.dtype(DTYPES[sig["dtype"]])
+        dt = np_dtype(sig["dtype"])
         if x.dtype.kind == "f":
             if sig.get("quant") is None:
                 raise InputError(f"input {name!r} is {x.dtype} but the model takes "
                                  f"{sig['dtype']}{list(shape)} integers without "
                                  "quantization parameters")
-            x = quantize_edge(x, sig["quant"], shape)
+            x = edge.quantize(x, sig["quant"])
         else:
             c = x.astype(dt)
             if not np.array_equal(c, x):
@@ -237,13 +200,13 @@ class Program:
         """Outputs with quantization parameters as float32 (``(q - zero_point) * scale``);
         the others unchanged."""
         q = {s["name"]: s.get("quant") for s in self.outputs}
-        return {k: dequantize_edge(v, q[k]) if q.get(k) else v for k, v in outputs.items()}
+        return {k: edge.dequantize(v, q[k]) if q.get(k) else v for k, v in outputs.items()}
 
     def read_outputs(self, mem: Memory) -> dict[str, np.ndarray]:
         out = {}
         for sig in self.outputs:
             raw = mem.read(int(sig["address"]), int(sig["nbytes"]))
-            out[sig["name"]] = np.frombuffer(raw, DTYPES[sig["dtype"]]).reshape(
+            out[sig["name"]] = np.frombuffer(raw, np_dtype(sig["dtype"])).reshape(
                 sig["shape"]).copy()
         return out
 
@@ -452,5 +415,4 @@ def load(path: str) -> Program:
     return Program.load(path)
 
 
-__all__ = ["ENGINES", "EngineError", "InputError", "Program", "RunResult", "load",
-           "quantize_edge", "dequantize_edge"]
+__all__ = ["ENGINES", "EngineError", "InputError", "Program", "RunResult", "load"]

@@ -28,12 +28,9 @@ from collections import Counter
 from opmlc.ir.graph import Graph, Node
 from opmlc.ir.ops import canonical_attrs
 from opmlc.quantize.interp import verify_int
+from opmlc_runtime.dtypes import int_range
 
 FUSED = {"q.conv": "q.conv_rq", "q.matmul": "q.matmul_rq"}
-
-_RANGE = {"i8": (-(1 << 7), (1 << 7) - 1), "u8": (0, 255), "i16": (-(1 << 15), (1 << 15) - 1),
-          "i32": (-(1 << 31), (1 << 31) - 1), "i64": (-(1 << 63), (1 << 63) - 1)}
-
 
 def _users(g: Graph) -> Counter:
     c: Counter = Counter()
@@ -69,7 +66,7 @@ def fuse_requant(g: Graph) -> Graph:
         if g.types[rq.outputs[0]].shape != g.types[acc].shape:
             continue
         ra = canonical_attrs("q.requant", rq.attrs)
-        lo, hi = _RANGE[ra["dtype"]]
+        lo, hi = int_range(ra["dtype"])
         last, ck = rq, None
         y = rq.outputs[0]
         if users[y] == 1 and y in consumer and g.nodes[consumer[y]].op == "q.clamp":

@@ -18,7 +18,7 @@ import numpy as np
 from onnx import helper
 
 from opmlc.frontend.context import Const, Ctx, OnnxNode, V
-from opmlc.ir.graph import dtype_name
+from opmlc.ir.graph import DTYPES, dtype_name
 
 Handler = Callable[[Ctx, OnnxNode, list[V | None]], list[V | None]]
 HANDLERS: dict[str, dict[int, Handler]] = {}
@@ -207,8 +207,8 @@ def QuantizeLinear_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | No
     zp = ins[2] if len(ins) > 2 and ins[2] is not None else None
     if zp is None:
         dt = ir_dtype(ctx, n.attrs["output_dtype"]) if n.attrs.get("output_dtype") else "u8"
-        zp = Const(np.zeros((), np.dtype({"u8": np.uint8, "i8": np.int8, "u16": np.uint16,
-                                          "i16": np.int16}.get(dt, np.uint8))), ctx.base)
+        zp = Const(np.zeros((), DTYPES[dt] if dt in ("u8", "i8", "u16", "i16") else np.uint8),
+                   ctx.base)
     axis = _axis(n.attrs.get("axis", 1), len(ctx.shape(ins[0])))
     return [ctx.emit("quantize_linear", [ins[0], ins[1], zp], axis=axis)]
 
@@ -726,8 +726,6 @@ def Range_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
 def EyeLike_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     t = ctx.type(ins[0])
     dt = ir_dtype(ctx, n.attrs["dtype"]) if "dtype" in n.attrs else t.dtype
-    from opmlc.ir.graph import DTYPES
-
     arr = np.eye(t.shape[0], t.shape[1], n.attrs.get("k", 0), dtype=DTYPES[dt])
     return [Const(arr, ctx.base)]
 

@@ -18,23 +18,13 @@ from typing import Any
 
 import numpy as np
 
-# IR dtype name -> numpy dtype.  Short names appear in the text form (``f32[1,3]``).
-DTYPES: dict[str, np.dtype] = {
-    "f64": np.dtype(np.float64),
-    "f32": np.dtype(np.float32),
-    "f16": np.dtype(np.float16),
-    "i64": np.dtype(np.int64),
-    "i32": np.dtype(np.int32),
-    "i16": np.dtype(np.int16),
-    "i8": np.dtype(np.int8),
-    "u64": np.dtype(np.uint64),
-    "u32": np.dtype(np.uint32),
-    "u16": np.dtype(np.uint16),
-    "u8": np.dtype(np.uint8),
-    "bool": np.dtype(np.bool_),
-}
+from opmlc_runtime.dtypes import FLOAT_DTYPES, TABLE
+
+# IR dtype name -> numpy dtype.  Short names appear in the text form (``f32[1,3]``).  The
+# names, sizes and ranges are the machine's (one table: opmlc_runtime.dtypes).
+DTYPES: dict[str, np.dtype] = {name: d.np for name, d in TABLE.items()}
 _NP_TO_IR = {v: k for k, v in DTYPES.items()}
-FLOAT_DTYPES = frozenset({"f64", "f32", "f16"})
+__all__ = ["DTYPES", "FLOAT_DTYPES", "Graph", "Node", "TensorType", "const_digest", "dtype_name"]
 
 
 def dtype_name(dt: Any) -> str:

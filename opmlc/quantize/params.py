@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opmlc.quantize import prim as P
+from opmlc_runtime import edge
 
 TINY = 1e-12
 
@@ -30,27 +30,15 @@ class QParams:
     frac_bits: int | None = None
     axis: int | None = None
 
-    def _s(self, ndim: int) -> np.ndarray:
-        s = np.asarray(self.scale, np.float64)
-        if s.ndim and self.axis is not None:
-            shp = [1] * ndim
-            shp[self.axis] = -1
-            s = s.reshape(shp)
-        return s
-
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """q = sat_T(floor(x / scale + 1/2) + zero_point) (the edge rule; float, not part of the
-        exact integer semantics)."""
-        x = np.asarray(x, np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            q = np.floor(x / self._s(x.ndim) + 0.5)
-        q = np.nan_to_num(q, nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
-        q = np.clip(q, -(2.0**62), 2.0**62).astype(np.int64) + self.zero_point
-        return P.saturate(q, self.dtype)
+        """q = sat_T(floor(x / scale + 1/2) + zero_point): the runtime's edge rule
+        (:func:`opmlc_runtime.edge.quantize`; float, not part of the exact integer
+        semantics)."""
+        return edge.quantize(x, self.to_dict())
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        q = np.asarray(q)
-        return ((q.astype(np.float64) - self.zero_point) * self._s(q.ndim)).astype(np.float32)
+        """real = float32((q - zero_point) * scale) (:func:`opmlc_runtime.edge.dequantize`)."""
+        return edge.dequantize(q, self.to_dict())
 
     def to_dict(self) -> dict:
         return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point,

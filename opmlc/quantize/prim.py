@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from opmlc_runtime.dtypes import TABLE
+
 I64 = np.int64
 U64 = np.uint64
 INT64_MIN = -(1 << 63)
@@ -158,17 +160,14 @@ def isqrt(u: object) -> np.ndarray:
     return r.astype(I64)
 
 
-SAT_BITS = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}
-SATU_BITS = {"u8": 8, "u16": 16, "u32": 32}
-
-
 def saturate(a: object, dtype: str) -> np.ndarray:
-    """sat / satu to the range of IR integer dtype ``dtype``, result in that dtype."""
-    if dtype in SAT_BITS:
-        return sat(a, SAT_BITS[dtype]).astype(np.dtype(dtype.replace("i", "int")))
-    if dtype in SATU_BITS:
-        return satu(a, SATU_BITS[dtype]).astype(np.dtype(dtype.replace("u", "uint")))
-    raise ValueError(f"saturate: {dtype!r} is not an integer IR dtype")
+    """sat / satu to the range of IR integer dtype ``dtype`` (opmlc_runtime.dtypes), result
+    in that dtype."""
+    d = TABLE.get(dtype)
+    if d is None or d.kind not in ("int", "uint") or (d.kind == "uint" and d.size == 8):
+        raise ValueError(f"saturate: {dtype!r} is not an integer IR dtype")
+    bits = 8 * d.size
+    return (sat(a, bits) if d.signed else satu(a, bits)).astype(d.np)
 
 
 __all__ = [

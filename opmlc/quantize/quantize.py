@@ -25,6 +25,7 @@ from opmlc.ir.interp import evaluate
 from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types
 from opmlc.quantize import intops
 from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
+from opmlc_runtime.dtypes import int_range
 
 SOFTMAX_RANGE = 16.0  # exp(x - max) is taken as 0 below -16 (fixed) / over the int8 codes
 EXP_BITS = 30  # frac bits of the exp table in q.softmax
@@ -481,11 +482,9 @@ def _relu(q: _Q, n: Node) -> None:
 @rule("clip")
 def _clip(q: _Q, n: Node) -> None:
     qx, px = q.get(n.inputs[0])
-    info = np.iinfo(np.dtype(px.dtype.replace("i", "int")))
-    lo = info.min if n.attrs["min"] == -math.inf else int(px.quantize(np.asarray(
-        n.attrs["min"])))
-    hi = info.max if n.attrs["max"] == math.inf else int(px.quantize(np.asarray(
-        n.attrs["max"])))
+    dlo, dhi = int_range(px.dtype)
+    lo = dlo if n.attrs["min"] == -math.inf else int(px.quantize(np.asarray(n.attrs["min"])))
+    hi = dhi if n.attrs["max"] == math.inf else int(px.quantize(np.asarray(n.attrs["max"])))
     y = q.emit("q.clamp", [qx], {"lo": lo, "hi": hi}, n.outputs[0])[0]
     q.set(n.outputs[0], y, px)
 
