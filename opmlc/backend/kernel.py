@@ -203,9 +203,7 @@ def eval_op(name: str, args: list[int]) -> int:
     u = [x & MASK for x in args]
     if name == "cmov":
         return s64(u[0] if u[1] != 0 else u[2])
-    if name in ("sat", "satu"):
-        return s64(BY_MNEMONIC[name].py(u[0], u[1]))
-    return s64(BY_MNEMONIC[name].py(u[0], u[1]))
+    return s64(BY_MNEMONIC[name].py(u[0], u[1]))  # an R op, or sat / satu (n = u[1])
 
 
 def walk_exprs(stmts: list[Stmt] | tuple[Stmt, ...]):
