@@ -10,17 +10,24 @@ Usage, as with ``onnxruntime.backend``::
 Engines are a table: ``ENGINES[name] = Engine(name, factory, claims)``, where
 ``factory(graph) -> run(inputs: dict[str, ndarray]) -> dict[str, ndarray]``
 compiles an imported float IR graph, and ``claims(op_type, opset) -> bool``
-says which ONNX ops the engine answers for in the conformance run.  Other
-layers plug in without importing this module (which sits above them): a
-package in ``ENGINE_MODULES`` (``opmlc.quantize`` for ``int``, ``opmlc.backend``
-for ``native`` / ``vm``) exposes a module-level ``ENGINES`` dict of name ->
-factory (or :class:`Engine`), merged on first use of :func:`engines`.
-:func:`register_engine` adds one directly.
+says which ONNX ops the engine answers for in the conformance run.  The four
+engines are registered here, where this module (above the pipeline) may import
+every layer:
+
+* ``float``: the IR's float reference interpreter;
+* ``int``: quantize (fixed scheme, calibrated on the inputs of each run), run the exact
+  integer reference, dequantize the outputs;
+* ``native`` / ``vm``: the ``int`` pipeline compiled to an artifact and executed on the
+  native kernels / the VM. A case whose program needs more than :data:`VM_STEP_CAP`
+  steps raises :class:`StepCapExceeded` on ``vm``: the conformance run counts it as not
+  claimed rather than as a failure.
+
+The compiled engines dequantize at the edges, so they return what ``int`` returns, bit
+for bit.  :func:`register_engine` adds one more.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +61,11 @@ class Engine:
 
 
 ENGINES: dict[str, Engine] = {}
-ENGINE_MODULES = ("opmlc.quantize", "opmlc.backend")
-_plugins_loaded = False
+VM_STEP_CAP = 200_000
+
+
+class StepCapExceeded(OpmlcError):
+    """The compiled program needs more VM steps than the engine's cap."""
 
 
 def register_engine(name: str, factory: Factory,
@@ -68,19 +78,7 @@ def register_engine(name: str, factory: Factory,
 
 
 def engines() -> dict[str, Engine]:
-    """The engine table, after importing the optional engine modules once."""
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        for name in ENGINE_MODULES:
-            try:
-                mod = importlib.import_module(name)
-            except ImportError:
-                continue  # layer not built yet: its engines are simply absent
-            for key, eng in getattr(mod, "ENGINES", {}).items():
-                if key not in ENGINES:
-                    ENGINES[key] = eng if isinstance(eng, Engine) else Engine(
-                        key, eng, float_claims, f"from {name}")
+    """The engine table."""
     return ENGINES
 
 
@@ -93,8 +91,41 @@ def _float_factory(graph: Graph) -> Runner:
     return lambda inputs: evaluate(graph, inputs)
 
 
+def _int_factory(graph: Graph) -> Runner:
+    from opmlc.quantize import quantize
+
+    return lambda inputs: quantize(graph, "fixed", dict(inputs)).run(inputs)
+
+
+def _compiled_factory(engine: str, step_cap: int | None = None) -> Factory:
+    def factory(graph: Graph) -> Runner:
+        def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            from opmlc.api import compile as compile_model
+            from opmlc.quantize import quantize
+            from opmlc_runtime.engines import Program
+
+            qm = quantize(graph, "fixed", dict(inputs))
+            art = compile_model(qm, include_ir=False)
+            steps = int(art.meta["total_steps"])
+            if step_cap is not None and steps > step_cap:
+                raise StepCapExceeded(f"{steps} VM steps exceed the {engine} engine's cap of "
+                                      f"{step_cap}")
+            res = Program(art).run(qm.quantize_inputs(inputs), engine)
+            return qm.dequantize_outputs(res.outputs)
+
+        return run
+
+    return factory
+
+
 register_engine("float", _float_factory, float_claims,
                 "IR float reference interpreter (numpy)")
+register_engine("int", _int_factory, float_claims,
+                "quantize (fixed), exact integer reference interpreter")
+register_engine("native", _compiled_factory("native"), float_claims,
+                "quantize (fixed), compile, native kernels")
+register_engine("vm", _compiled_factory("vm", VM_STEP_CAP), float_claims,
+                "quantize (fixed), compile, VM")
 
 
 class OpmlcRep(BackendRep):
@@ -210,6 +241,6 @@ run_node = OpmlcBackend.run_node
 supports_device = OpmlcBackend.supports_device
 is_compatible = OpmlcBackend.is_compatible
 
-__all__ = ["Engine", "ENGINES", "ENGINE_MODULES", "register_engine", "engines",
+__all__ = ["Engine", "ENGINES", "StepCapExceeded", "VM_STEP_CAP", "register_engine", "engines",
            "float_claims", "OpmlcBackend", "OpmlcRep", "prepare", "run_model", "run_node",
            "supports_device", "is_compatible"]

@@ -6,7 +6,7 @@
 For every engine in ``opmlc.onnx_backend.engines()`` and every op attributed by
 ``tests/conformance_cases.py``: cases passed / cases claimed (run), with the
 op's total case count; ops no engine claims are listed with their counts.
-A case that an engine declines at run time (``opmlc.backend.StepCapExceeded``: the
+A case that an engine declines at run time (``opmlc.onnx_backend.StepCapExceeded``: the
 ``vm`` engine's step cap) counts as not claimed by it.
 
     .venv/bin/python scripts/conformance.py --engines float,int   # a subset
@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 from conformance_cases import all_cases, claimed, run_case  # noqa: E402
 from conformance_xfail import xfail_reason  # noqa: E402
 
-from opmlc.backend import VM_STEP_CAP, StepCapExceeded  # noqa: E402
-from opmlc.onnx_backend import engines  # noqa: E402
+from opmlc.onnx_backend import VM_STEP_CAP, StepCapExceeded, engines  # noqa: E402
 
 
 def _run(case, engine: str) -> bool | None:  # noqa: ANN001

@@ -20,8 +20,7 @@ import pytest
 from conformance_cases import all_cases, claimed, run_case
 from conformance_xfail import TESTED_ENGINES, xfail_reason
 
-from opmlc.backend import StepCapExceeded
-from opmlc.onnx_backend import engines, prepare
+from opmlc.onnx_backend import StepCapExceeded, engines, prepare
 
 
 def _params() -> list:

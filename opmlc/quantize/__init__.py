@@ -21,20 +21,8 @@ from opmlc.quantize.params import QParams
 from opmlc.quantize.quantize import QuantizedModel, QuantizeError, calibrate, quantize
 from opmlc.quantize.report import layer_errors, quantize_report
 
-__all__ = ["ENGINES",
+__all__ = [
     "prim", "evaluate_int", "verify_int", "INT_OPS", "QParams", "QuantizedModel",
     "QuantizeError", "calibrate", "quantize", "layer_errors", "quantize_report",
 ]
 
-
-def _int_engine(graph):  # noqa: ANN001, ANN202 - onnx_backend Factory signature
-    """ONNX-backend engine ``int``: quantize (fixed scheme, calibrated on the inputs of each
-    run), run the exact integer reference, dequantize the outputs."""
-
-    def run(inputs: dict) -> dict:
-        return quantize(graph, "fixed", dict(inputs)).run(inputs)
-
-    return run
-
-
-ENGINES = {"int": _int_engine}  # merged by opmlc.onnx_backend.engines()
