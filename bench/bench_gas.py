@@ -25,8 +25,8 @@ import random
 import statistics
 import sys
 
-from opmlc.backend.solc import compile_solidity
-from opmlc.backend.solidity import CONTRACT, generate_verifier
+from opmlc_isagen.solc import compile_solidity
+from opmlc_isagen.solidity import CONTRACT, generate_verifier
 from opmlc_runtime import isa
 from opmlc_runtime.evm import Gas, StepVerifier
 from opmlc_runtime.isa import MASK, Fmt, encode

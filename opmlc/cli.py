@@ -23,6 +23,7 @@ from pathlib import Path
 
 from opmlc import __version__
 from opmlc.errors import OpmlcError
+from opmlc_isagen.solc import SolcError
 
 DEFAULT_DEPTH = 20
 DEFAULT_MAX_STEPS = 10_000_000
@@ -178,7 +179,7 @@ def _args_spec(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    from opmlc.backend.isadoc import update_isa_md
+    from opmlc_isagen.isadoc import update_isa_md
 
     path = Path(args.path) if args.path else _spec_path()
     changed = update_isa_md(path, check=args.check)
@@ -194,9 +195,9 @@ def _args_verifier(p: argparse.ArgumentParser) -> None:
 
 def cmd_verifier(args: argparse.Namespace) -> int:
     try:
-        from opmlc.backend.solidity import write_verifier
+        from opmlc_isagen.solidity import write_verifier
     except ImportError as e:
-        raise OpmlcError("the Solidity verifier generator (opmlc.backend.solidity) is not "
+        raise OpmlcError("the Solidity verifier generator (opmlc_isagen.solidity) is not "
                          f"available: {e}") from None
     for path in write_verifier(Path(args.output)):
         print(path)
@@ -316,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `opmlc disasm x.bin | head`): not an error of ours.
         sys.stderr.close()
         return 0
-    except (OpmlcError, OSError, ValueError) as e:
+    except (OpmlcError, SolcError, OSError, ValueError) as e:
         print(f"opmlc: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

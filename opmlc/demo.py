@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import opmlc
-    from opmlc.backend.solc import compile_solidity
-    from opmlc.backend.solidity import CONTRACT, generate_verifier
+    from opmlc_isagen.solc import compile_solidity
+    from opmlc_isagen.solidity import CONTRACT, generate_verifier
     from opmlc_runtime.evm import StepVerifier
 
     with np.load(DIGITS) as z:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from opmlc_runtime.contract_errors import VERIFIER_ERRORS, by_selector
 from opmlc_runtime.keccak import keccak256
 
 __all__ = ["KNOWN_ERRORS", "TX_BASE_GAS", "Gas", "Revert", "StepVerifier", "calldata_gas",
@@ -32,15 +33,10 @@ _CALLER = "0x" + "ca" * 20
 _KECCAK_ADDR = "0x" + "4b" * 20
 
 STEP_SIGNATURE = "step(bytes32,bytes)"
-# Custom errors of the generated verifier (opmlc/backend/solidity.py declares the same).
-KNOWN_ERRORS: tuple[str, ...] = (
-    "WitnessLength(uint256,uint256)",
-    "PreStateMismatch(bytes32,bytes32)",
-    "MerkleMismatch(uint256)",
-    "InvalidDepth(uint256)",
-    "NonZeroR0(uint256)",
-)
-_ERROR_BY_SELECTOR = {keccak256(sig.encode())[:4]: sig for sig in KNOWN_ERRORS}
+# Signatures of the verifier's custom errors, from the one table that the contract's
+# `error` declarations are generated from (opmlc_runtime.contract_errors).
+KNOWN_ERRORS: tuple[str, ...] = tuple(e.signature for e in VERIFIER_ERRORS)
+_ERROR_BY_SELECTOR = {sel: e.signature for sel, e in by_selector().items()}
 _STEP_SELECTOR = keccak256(STEP_SIGNATURE.encode())[:4]
 _REVERT_OUTPUT = re.compile(r"output:\s*0x([0-9a-fA-F]*)")
 

@@ -7,7 +7,7 @@ and pseudo-code. From this table:
 
 * the reference stepper (:mod:`opmlc_runtime.stepper`) dispatches,
 * the assembler and disassembler (:mod:`opmlc_runtime.asm`) encode and decode,
-* the Solidity one-step verifier (``opmlc.backend.solidity``) is generated,
+* the Solidity one-step verifier (``opmlc_isagen.solidity``) is generated,
 * the instruction tables of ``spec/ISA.md`` are generated (a test fails on drift).
 
 Words are 64-bit. Python semantics receive and return unsigned 64-bit integers
@@ -169,7 +169,7 @@ class Instr:
 
 
 # Solidity helper functions the expressions may call; defined in the generated
-# contract (see opmlc.backend.solidity): s(x) = int256 of the 64-bit word x,
+# contract (see opmlc_isagen.solidity): s(x) = int256 of the 64-bit word x,
 # u(x) = uint256(x) reduced mod 2**64 (two's complement), plus the ones named
 # after the Python helpers above.
 INSTRUCTIONS: tuple[Instr, ...] = (

@@ -144,9 +144,22 @@ def test_spec_check_stale(tmp_path: Path, capsys) -> None:
 
 
 def test_verifier_missing_generator_is_one_line(monkeypatch, tmp_path: Path, capsys) -> None:
-    monkeypatch.setitem(sys.modules, "opmlc.backend.solidity", None)  # import fails
+    monkeypatch.setitem(sys.modules, "opmlc_isagen.solidity", None)  # import fails
     line = _one_error_line(capsys, "verifier", "-o", tmp_path)
-    assert "opmlc.backend.solidity" in line
+    assert "opmlc_isagen.solidity" in line
+
+
+def test_solc_error_is_one_line(monkeypatch, tmp_path: Path, capsys) -> None:
+    """SolcError (opmlc_isagen's own error class) reaches the user as one line."""
+    from opmlc_isagen import solidity
+    from opmlc_isagen.solc import SolcError
+
+    def fail(_out):  # noqa: ANN001, ANN202
+        raise SolcError("solc rejected the sources:\nError: x\n  --> OpmlcStep.sol:1:1")
+
+    monkeypatch.setattr(solidity, "write_verifier", fail)
+    line = _one_error_line(capsys, "verifier", "-o", tmp_path)
+    assert "solc rejected the sources: Error: x" in line
 
 
 def test_commands_table() -> None:

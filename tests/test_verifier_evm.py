@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opmlc.backend.solc import compile_solidity
-from opmlc.backend.solidity import CONTRACT, generate_verifier
+from opmlc_isagen.solc import compile_solidity
+from opmlc_isagen.solidity import CONTRACT, generate_verifier
 from opmlc_runtime import isa
 from opmlc_runtime.isa import INSTRUCTIONS, MASK, Fmt, Status, encode
 from opmlc_runtime.keccak import keccak256

@@ -3,7 +3,7 @@
 //
 //   node tools/solc_compile.js NODE_MODULES_DIR < standard-json-input > standard-json-output
 //
-// Used by opmlc/backend/solc.py; prints the compiler's standard-JSON output on stdout
+// Used by isagen/solc.py; prints the compiler's standard-JSON output on stdout
 // and `solc version: <v>` on stderr when asked with --version.
 "use strict";
 const path = require("path");

@@ -10,7 +10,7 @@ Where things are found:
 
 * ``node``: ``$OPMLC_NODE`` or ``node`` on PATH;
 * ``node_modules``: ``$OPMLC_NODE_MODULES`` or ``<repo root>/node_modules`` (the parent of
-  the ``opmlc`` package), installed by ``scripts/dev setup`` (``npm ci``);
+  the ``isagen`` folder), installed by ``scripts/dev setup`` (``npm ci``);
 * the cache: ``$OPMLC_SOLC_CACHE`` or ``$XDG_CACHE_HOME/opmlc/solc`` (``~/.cache``);
   set ``OPMLC_SOLC_CACHE=off`` to disable it.
 """
@@ -23,8 +23,6 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-
-from opmlc.errors import OpmlcError
 
 __all__ = [
     "EVM_VERSION",
@@ -39,13 +37,15 @@ SOLC_VERSION = "0.8.28"
 EVM_VERSION = "cancun"
 OPTIMIZER_RUNS = 1_000_000  # deployed once, called often: optimise for call gas
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = _REPO_ROOT / "tools" / "solc_compile.js"
 _SETUP_HINT = "run `scripts/dev setup` (it runs `npm ci` for the pinned solc)"
 
 
-class SolcError(OpmlcError):
-    """The Solidity compiler is missing, failed, or rejected the sources."""
+class SolcError(RuntimeError):
+    """The Solidity compiler is missing, failed, or rejected the sources.
+
+    Its message says what to do; the CLI prints it on one line."""
 
 
 def standard_json_input(sources: dict[str, str]) -> dict:
