@@ -165,7 +165,6 @@ class Model:
 
     def _run_ref(self, inputs: dict[str, np.ndarray], commit: bool = False,
                  capture: bool = False) -> RunResult:
-        import opmlc.quantize  # noqa: F401 - registers the q.* ops
         from opmlc.quantize.interp import evaluate_int
 
         g = self.ref_graph()

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import opmlc.quantize  # noqa: F401
 from opmlc.backend.compile import compile_graph
 from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc_runtime.artifact import FORMAT_VERSION, MAGIC, Artifact, ArtifactError

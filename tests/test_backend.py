@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import opmlc.quantize  # noqa: F401 - registers q.*
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.kernel import Addr, Const, Idx, Kernel, Let, Load, Loop, Store, Var, add, op
 from opmlc.backend.memplan import plan_memory

@@ -15,7 +15,6 @@ from backend_util import check_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import opmlc.quantize  # noqa: F401 - registers q.*
 from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc.ir.ops import canonical_attrs, infer_types
 from opmlc.quantize.interp import verify_int

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import opmlc.quantize  # noqa: F401 - registers q.*
 from opmlc.backend.compile import compile_graph
 from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc.ir.ops import infer_types

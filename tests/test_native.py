@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import opmlc.quantize  # noqa: F401 - registers q.*
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.llvmgen import _fits32
 from opmlc.ir.graph import Graph, Node, TensorType

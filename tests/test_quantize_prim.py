@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opmlc.quantize import prim as P
+from opmlc.ir import prim as P
 from opmlc_runtime import isa
 
 M = 1 << 64

@@ -15,7 +15,7 @@ accumulator's shape, and (for the clamp) ``y``'s only user is the q.clamp, and n
 
 (``q.matmul_rq`` likewise; without a clamp lo / hi are the range of ``dtype``, where the
 clamp is the identity). The fused ops' references are the composition of the originals
-(opmlc/quantize/intops.py), so the graph computes the same bits; the pass runs inside
+(opmlc/ir/intops.py), so the graph computes the same bits; the pass runs inside
 ``compile_graph`` before lowering, so the VM, the native kernels and the ``ref`` engine
 (which reads the IR text of the artifact) all see the same nodes and node boundaries.
 The i64 accumulator never reaches memory: fewer nodes, fewer bytes written and hashed.

@@ -2,7 +2,7 @@
 
 ``LOWER[op](node, ctx) -> Kernel``; the same kernel is rendered as VM code and as
 LLVM IR, so one lowering serves both engines. Register a new op with ``@lowering``.
-Semantics follow the exact references in ``opmlc.quantize.intops`` (checked bit for
+Semantics follow the exact references in ``opmlc.ir.intops`` (checked bit for
 bit by tests/test_backend_ops.py). Defined behaviour where numpy would raise:
 ``gather`` and ``gather_elements`` clamp an index (after adding the axis length to a
 negative one) to ``[0, dim - 1]``.
@@ -19,6 +19,7 @@ from opmlc.backend.kernel import (
     DTYPE_INFO,
     Addr,
     Const,
+    ConvSpec,
     Expr,
     Idx,
     Kernel,
@@ -39,8 +40,8 @@ from opmlc.backend.kernel import (
 )
 from opmlc.errors import OpmlcError
 from opmlc.ir.graph import Graph, Node, TensorType
+from opmlc.ir.intops import split_rq_inputs
 from opmlc.ir.ops import canonical_attrs, run_ref
-from opmlc.quantize.intops import split_rq_inputs
 
 
 class LoweringError(OpmlcError):
@@ -746,17 +747,16 @@ def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
                                              Store(yt.dtype, y_addr, val)])
     k = Kernel("", body, parallel=True)
     if body and (rq is None and yt.dtype == "i64" or row_epi is not None):
-        k.native = {
-            "kind": "conv", "N": xt.shape[0], "C": xt.shape[1], "G": G, "Mg": Mg, "Cg": Cg,
-            "kern": kern, "H": list(xt.shape[2:]), "O": osh, "strides": list(a["strides"]),
-            "dilations": list(a["dilations"]), "pads": list(a["pads"][:nd]),
-            "x": ctx.addr(x), "x_dtype": xt.dtype, "x_zp": a["x_zp"],
-            "w": ctx.addr(w), "w_dtype": wt.dtype, "w_zp": a["w_zp"], "y": ctx.addr(y),
-            "bias": ctx.addr(bias) if bias is not None else None,
-            "bias_dtype": ctx.t(bias).dtype if bias is not None else None,
-            "w_absmax": _absmax(ctx.const(w), a["w_zp"])}
-        if row_epi is not None:
-            k.native.update({"epilogue": row_epi, "y_dtype": yt.dtype})
+        k.native = ConvSpec(
+            batch=xt.shape[0], channels=xt.shape[1], groups=G, out_per_group=Mg,
+            in_per_group=Cg, kernel_shape=tuple(kern), in_shape=tuple(xt.shape[2:]),
+            out_shape=tuple(osh), strides=tuple(a["strides"]),
+            dilations=tuple(a["dilations"]), pads=tuple(a["pads"][:nd]),
+            x_addr=ctx.addr(x), x_dtype=xt.dtype, x_zp=int(a["x_zp"]),
+            w_addr=ctx.addr(w), w_dtype=wt.dtype, w_zp=int(a["w_zp"]),
+            w_absmax=_absmax(ctx.const(w), a["w_zp"]), y_addr=ctx.addr(y), y_dtype=yt.dtype,
+            bias_addr=ctx.addr(bias) if bias is not None else None,
+            bias_dtype=ctx.t(bias).dtype if bias is not None else None, epilogue=row_epi)
     return k
 
 

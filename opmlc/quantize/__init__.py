@@ -11,12 +11,12 @@ Public API::
     quantize_report(graph, calibration, scheme) -> str    -- per-layer error vs float
     QParams, INT_OPS, prim (the VM primitives on numpy arrays)
 
-Importing this package registers the ``q.*`` integer ops in the IR op registry.
+The ``q.*`` integer ops are the IR's integer dialect (``opmlc.ir.intops``).
 """
 
-from opmlc.quantize import prim
+from opmlc.ir import prim
+from opmlc.ir.intops import INT_OPS
 from opmlc.quantize.interp import evaluate_int, verify_int
-from opmlc.quantize.intops import INT_OPS
 from opmlc.quantize.params import QParams
 from opmlc.quantize.quantize import QuantizedModel, QuantizeError, calibrate, quantize
 from opmlc.quantize.report import layer_errors, quantize_report

@@ -1,7 +1,7 @@
 """The exact integer reference interpreter and the integer-graph verifier.
 
 ``evaluate_int(g, inputs)`` runs an integer graph node by node with the exact
-references of :mod:`opmlc.quantize.intops` (and the IR's movement ops): it is the
+references of :mod:`opmlc.ir.intops` (and the IR's movement ops): it is the
 oracle the native kernels and the VM must equal bit for bit.  Every value must come
 out with exactly its declared integer dtype and shape.
 """
@@ -13,8 +13,8 @@ import numpy as np
 from opmlc.errors import IRError, ShapeError
 from opmlc.ir.graph import Graph, Node
 from opmlc.ir.interp import run_nodes
+from opmlc.ir.intops import INT_DTYPES, is_int_op
 from opmlc.ir.verify import verify
-from opmlc.quantize.intops import INT_DTYPES, is_int_op
 
 
 def verify_int(g: Graph) -> Graph:

@@ -3,7 +3,7 @@
 ``quantize(g, scheme, calibration)`` walks the float graph in order and rewrites each
 node by its rule in :data:`RULES` (one function per float op, or per group for
 movement ops and pointwise nonlinear ops) into the ``q.*`` ops of
-:mod:`opmlc.quantize.intops`.  Ranges come from calibration (the float reference
+:mod:`opmlc.ir.intops`.  Ranges come from calibration (the float reference
 interpreter run on the calibration samples; synthetic samples when none are
 given) and, for table-based ops, from the table itself (static range of f over
 the table's domain).  Each float value ``v`` becomes one integer value of the
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from opmlc.errors import OpmlcError
+from opmlc.ir import intops
 from opmlc.ir.graph import FLOAT_DTYPES, Graph, Node, TensorType
 from opmlc.ir.interp import evaluate
 from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types
-from opmlc.quantize import intops
 from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
 from opmlc_runtime.dtypes import int_range
 

@@ -1,7 +1,7 @@
 """The integer ops: registered once, here, in the IR's op registry under ``q.*`` names.
 
 Each op's reference below is its exact semantics on int64 words, written with the
-VM primitives of :mod:`opmlc.quantize.prim` (spec/QUANT.md states the same
+VM primitives of :mod:`opmlc.ir.prim` (spec/QUANT.md states the same
 formulas with their rounding and overflow rules; the back half lowers each op
 to VM code and to native kernels that must agree bit for bit).  Shared rules:
 
@@ -11,9 +11,10 @@ to VM code and to native kernels that must agree bit for bit).  Shared rules:
 * ``srar`` rounds half toward +inf; ``div`` truncates toward zero and x / 0 = 0;
 * loops have static trip counts (shapes and attributes are static).
 
-Importing this module registers the ops, so the IR verifier, text form and float
-interpreter accept integer graphs.  Integer graphs use only these ops and the
-IR's MOVEMENT ops (reshape, transpose, slice, gather, concat, ...), which are exact.
+``opmlc.ir`` imports this module (the registration is part of the IR layer), so the IR
+verifier, text form and interpreters accept integer graphs without the quantizer.
+Integer graphs use only these ops and the IR's MOVEMENT ops (reshape, transpose, slice,
+gather, concat, ...), which are exact.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from opmlc.ir import prim as P
 from opmlc.ir.graph import TensorType
 from opmlc.ir.ops import OPS, REQUIRED, Group, register
-from opmlc.quantize import prim as P
 
 INT_DTYPES = frozenset({"i8", "i16", "i32", "i64", "u8"})
 

@@ -1,6 +1,6 @@
 """The VM primitives on numpy arrays of 64-bit two's-complement words.
 
-Every integer op of :mod:`opmlc.quantize.intops` is defined as a composition of
+Every integer op of :mod:`opmlc.ir.intops` is defined as a composition of
 these functions, and each of them equals one instruction of the VM
 (:mod:`opmlc_runtime.isa`, the ``py`` column) lifted elementwise to ``int64``
 arrays (a test checks this on random and edge values).  Arrays are ``int64``
