@@ -39,7 +39,7 @@ from opmlc_runtime.isa import NUM_REGS, Status
 from opmlc_runtime.merkle import Memory
 from opmlc_runtime.state import CoreState, state_root
 
-ENGINES = ("native", "vm")
+ENGINES = ("native", "vm", "stepper")
 
 
 class EngineError(RuntimeError):
@@ -223,8 +223,8 @@ class Program:
             commit: bool = False, capture: bool = False) -> RunResult:
         if engine == "native":
             return self._run_native(inputs, commit, capture)
-        if engine == "vm":
-            return self._run_vm(inputs, commit, capture)
+        if engine in ("vm", "stepper"):
+            return self._run_vm(inputs, commit, capture, engine)
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES} "
                          "(or 'ref' through the compiler API)")
 
@@ -380,11 +380,18 @@ class Program:
         return res
 
     def _run_vm(self, inputs: dict[str, np.ndarray], commit: bool,
-                capture: bool = False) -> RunResult:
+                capture: bool = False, engine: str = "vm") -> RunResult:
+        """Run the bytecode node by node: engine "vm" on the fast VM (translated code,
+        runtime/fastvm.py), "stepper" on the Python reference stepper."""
+        from opmlc_runtime.fastvm import FastVM
         from opmlc_runtime.stepper import VM
 
         mem = self.memory(inputs)
-        vm = VM(mem, pc=self.entry)
+        if engine == "stepper":
+            vm: VM | FastVM = VM(mem, pc=self.entry)
+        else:  # node entries end the translated segments: a node is one segment
+            vm = FastVM(mem, pc=self.entry,
+                        barriers=[int(n["entry"]) for n in self.nodes] + [self.halt_pc])
         initial = vm.root() if commit else None
         roots: list[bytes] = []
         tensors: dict[str, bytes] = {}
@@ -408,7 +415,7 @@ class Program:
             raise EngineError(f"VM did not halt at {self.halt_pc:#x}: status "
                               f"{Status(vm.core.status).name}, pc {vm.core.pc:#x}")
         outs = self.read_outputs(mem)
-        return RunResult("vm", outs, vm.root(), vm.core.step, roots, initial, tensors)
+        return RunResult(engine, outs, vm.root(), vm.core.step, roots, initial, tensors)
 
 
 def load(path: str) -> Program:
