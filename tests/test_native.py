@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opmlc.backend.compile import compile_graph
-from opmlc.backend.llvmgen import _fits32
+from opmlc.backend.convgen import _fits32
 from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc.quantize.interp import evaluate_int, verify_int
 from opmlc_runtime import native

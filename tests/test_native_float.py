@@ -1,4 +1,4 @@
-"""The exact-float conv kernels (llvmgen.float_plan / gen_conv_float): blocks of KC
+"""The exact-float conv kernels (convgen.float_plan / gen_conv_float): blocks of KC
 products summed in f64 (f32) lanes are exact when KC * max|x - x_zp| * max|w - w_zp| <=
 2^53 (2^24), so the native bytes equal the integer reference and the VM's. Exercised at
 the bound itself: every x at its dtype's extreme and every weight at the extreme of the
@@ -11,15 +11,22 @@ import pytest
 from test_native import _rand, conv_graph, run_threads
 
 from opmlc.backend.compile import compile_graph
-from opmlc.backend.llvmgen import float_plan
+from opmlc.backend.convgen import float_plan
+from opmlc.backend.kernel import ConvSpec
 from opmlc.ir.graph import TensorType
 from opmlc.quantize.interp import evaluate_int
 from opmlc_runtime.engines import Program
 
 
-def _sp(x_dtype: str, x_zp: int, wmax: int | None, Cg: int = 64, kern=(3, 3)) -> dict:
-    return {"x_dtype": x_dtype, "x_zp": x_zp, "w_absmax": wmax, "Cg": Cg, "kern": list(kern),
-            "O": [7, 7], "Mg": 64, "N": 1, "G": 1}
+def _sp(x_dtype: str, x_zp: int, wmax: int | None, Cg: int = 64, kern=(3, 3), O=(7, 7),
+        Mg: int = 64) -> ConvSpec:
+    """A conv description with what float_plan reads (addresses and the rest nominal)."""
+    nd = len(kern)
+    return ConvSpec(batch=1, channels=Cg, groups=1, out_per_group=Mg, in_per_group=Cg,
+                    kernel_shape=tuple(kern), in_shape=tuple(O), out_shape=tuple(O),
+                    strides=(1,) * nd, dilations=(1,) * nd, pads=(0,) * nd,
+                    x_addr=0, x_dtype=x_dtype, x_zp=x_zp, w_addr=0, w_dtype="i64", w_zp=0,
+                    w_absmax=wmax, y_addr=0, y_dtype="i64")
 
 
 def test_float_plan_rule() -> None:
@@ -27,14 +34,14 @@ def test_float_plan_rule() -> None:
     int8 (i8 - zp, |w| <= 127): f32, 256 per block; i64 activations or a weight bound
     that leaves blocks under 32 products: the i64 lanes."""
     fp = float_plan(_sp("i32", 0, 32768))
-    assert (fp["ty"], fp["kc"]) == ("double", 128)
-    assert float_plan(_sp("i32", 0, 32767))["kc"] == 128
+    assert (fp.elem_type, fp.k_block) == ("double", 128)
+    assert float_plan(_sp("i32", 0, 32767)).k_block == 128
     fp = float_plan(_sp("i8", -128, 127))
-    assert (fp["ty"], fp["kc"]) == ("float", 256)
+    assert (fp.elem_type, fp.k_block) == ("float", 256)
     assert float_plan(_sp("i64", 0, 127)) is None
     assert float_plan(_sp("i32", 0, 1 << 20)) is None
     assert float_plan(_sp("i32", 0, None)) is None
-    assert float_plan(_sp("i32", 1, 1 << 17, Cg=1, kern=(2, 2)))["kc"] == 4  # K = 4
+    assert float_plan(_sp("i32", 1, 1 << 17, Cg=1, kern=(2, 2))).k_block == 4  # K = 4
 
 
 _SLOW = pytest.mark.slow  # each replays a conv on the Python VM (seconds)
@@ -68,10 +75,9 @@ def test_conv_float_exact_at_the_bound(xd, x_zp, wd, Cg, kern, xv, wv, fill) -> 
     attrs = {"strides": [1, 1], "pads": [pad] * 4, "dilations": [1, 1], "group": 1,
              "x_zp": x_zp, "w_zp": 0}
     g = conv_graph(x_t, w, _rand(rng, "i64", (M,)), attrs)
-    sp = {"x_dtype": xd, "x_zp": x_zp, "w_absmax": int(np.abs(w.astype(np.int64)).max()),
-          "Cg": Cg, "kern": kern, "O": [4, 4], "Mg": M, "N": 1, "G": 1}
+    sp = _sp(xd, x_zp, int(np.abs(w.astype(np.int64)).max()), Cg, kern, O=(4, 4), Mg=M)
     fp = float_plan(sp)
-    assert fp is not None and fp["kc"] < Cg * int(np.prod(kern))  # several slices
+    assert fp is not None and fp.k_block < Cg * int(np.prod(kern))  # several slices
     ref = evaluate_int(g, x)["y"]
     prog = Program(compile_graph(g))
     runs = run_threads(prog, x, (1, 2))

@@ -114,20 +114,65 @@ class Loop:
 Stmt = Union[Store, Let, Loop]  # noqa: UP007
 
 
+@dataclass(frozen=True)
+class ConvSpec:
+    """A q.conv (q.conv_rq) node described for its hand-tiled native kernel
+    (``opmlc.backend.convgen``): with m = g * out_per_group + mm and per spatial axis
+    i = o * stride - pad + j * dilation,
+
+        acc[n, m, o] = bias[m] + sum_{c, j} (x[n, g * in_per_group + c, i] - x_zp)
+                                          * (w[m, c, j] - w_zp)        (0 where i pads)
+        y[n, m, o]   = acc if epilogue is None else epilogue(acc)
+
+    Addresses are absolute byte addresses in the memory image; arrays are row-major."""
+
+    batch: int                     # N, images in x and y
+    channels: int                  # C, channels of x (all groups)
+    groups: int                    # G
+    out_per_group: int             # Mg, output channels per group (y has G * Mg)
+    in_per_group: int              # Cg, input channels per group (C = G * Cg)
+    kernel_shape: tuple[int, ...]  # the window, one extent per spatial axis
+    in_shape: tuple[int, ...]      # x's spatial shape
+    out_shape: tuple[int, ...]     # y's spatial shape
+    strides: tuple[int, ...]       # per spatial axis
+    dilations: tuple[int, ...]     # per spatial axis
+    pads: tuple[int, ...]          # padding before each spatial axis (the end follows)
+    x_addr: int                    # x: (N, C, *in_shape) of x_dtype
+    x_dtype: str
+    x_zp: int
+    w_addr: int                    # w: (G * Mg, Cg, *kernel_shape) of w_dtype
+    w_dtype: str
+    w_zp: int
+    w_absmax: int | None           # max |w - w_zp| of the constant weights; None: unknown
+    y_addr: int                    # y: (N, G * Mg, *out_shape) of y_dtype
+    y_dtype: str                   # i64 unless the epilogue narrows
+    bias_addr: int | None = None   # bias: (G * Mg,) of bias_dtype, or None (0)
+    bias_dtype: str | None = None
+    epilogue: Expr | None = None   # requant + clamp of Var("acc"); Idx(0) is m
+
+    @property
+    def reduction(self) -> int:
+        """K = in_per_group * prod(kernel_shape), the length of each sum."""
+        k = self.in_per_group
+        for e in self.kernel_shape:
+            k *= e
+        return k
+
+
 @dataclass
 class Kernel:
     """One node's code. ``parallel``: the top-level loops may be split over threads
     (their iterations write disjoint bytes and read nothing the kernel writes).
 
-    ``native``: an optional description of the same computation (e.g. a contraction's
-    shapes, addresses and zero points) from which ``llvmgen`` emits a tiled, vectorised
-    kernel instead of rendering ``body``; it must write exactly the bytes ``body`` writes
-    (tests/test_native*.py check it). The VM always runs ``body``."""
+    ``native``: an optional description of the same computation (a conv's shapes,
+    addresses and zero points: :class:`ConvSpec`) from which ``llvmgen`` emits a tiled,
+    vectorised kernel instead of rendering ``body``; it must write exactly the bytes
+    ``body`` writes (tests/test_native*.py check it). The VM always runs ``body``."""
 
     name: str
     body: list[Stmt] = field(default_factory=list)
     parallel: bool = False
-    native: dict | None = None
+    native: ConvSpec | None = None
 
 
 # ---------------------------------------------------------------- expression builders
@@ -229,7 +274,7 @@ def walk_exprs(stmts: list[Stmt] | tuple[Stmt, ...]):
 
 
 __all__ = [
-    "Addr", "Const", "DTYPE_INFO", "E", "Expr", "Idx", "Kernel", "Let", "Load", "Loop", "Op",
-    "OPS", "R_OPS", "Stmt", "Store", "Var", "add", "cmov", "eval_op", "mul", "op", "saturate",
-    "smax", "smin", "sub", "walk_exprs",
+    "Addr", "Const", "ConvSpec", "DTYPE_INFO", "E", "Expr", "Idx", "Kernel", "Let", "Load",
+    "Loop", "Op", "OPS", "R_OPS", "Stmt", "Store", "Var", "add", "cmov", "eval_op", "mul",
+    "op", "saturate", "smax", "smin", "sub", "walk_exprs",
 ]

@@ -1,0 +1,635 @@
+"""The hand-tiled native conv kernels: a :class:`~opmlc.backend.kernel.ConvSpec` -> LLVM IR.
+
+``llvmgen`` renders every kernel's loop nest, except a kernel whose ``native`` is a
+:class:`ConvSpec`: :func:`gen_native` emits that one as a packed GEMM, in i64 lanes
+(:func:`gen_conv`) or, when the products are bounded so that blocks of them sum exactly
+in floating point, in f32 / f64 FMA lanes (:func:`float_plan`, :func:`gen_conv_float`).
+Either way the function writes exactly the bytes of the kernel's loop nest (the VM's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opmlc.backend.kernel import DTYPE_INFO, ConvSpec, Kernel
+
+# ---------------------------------------------------------------- native contractions
+#
+# A contraction kernel with a ``native`` description (``Kernel.native``) is emitted as a
+# packed GEMM instead of its scalar loop nest: y[r, p] = init[r] + sum_k S[r, k] * V[k, p]
+# with r the output rows (conv: output channels of a group), p the contiguous output
+# columns (conv: output positions) and k the reduction. Each work item is one panel of
+# NR columns: its V[., p0:p0+NR] (conv: the im2col window values, x - x_zp, 0 in the
+# padding) is packed as i64 into a private scratch panel (not VM memory: it is never
+# committed), then every MR-row tile accumulates 2*MR <8 x i64> registers over k and
+# stores its outputs once. The work items write disjoint outputs, so the threads split
+# them; integer sums wrap, so the order of the sum is free: the bytes equal the VM's.
+# When x - x_zp and w - w_zp fit 32 bits (from the dtype ranges, so for every input) the
+# products are formed from sign-extended 32-bit halves (x86 vpmuldq): exact all the same.
+
+NR = 16
+MR = 4
+MAX_PARTS = 64
+SCRATCH = "@opmlc_scratch"
+
+
+def _drange(dtype: str) -> tuple[int, int]:
+    size, signed = DTYPE_INFO[dtype]
+    bits = 8 * size
+    if dtype == "bool":
+        return 0, 1
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _fits32(dtype: str, zp: int) -> bool:
+    lo, hi = _drange(dtype)
+    return -(1 << 31) <= lo - zp and hi - zp < (1 << 31)
+
+
+def _vconst(n: int, vals: list[int] | int, ty: str = "i64") -> str:
+    vs = vals if isinstance(vals, list) else [vals] * n
+    return f"<{', '.join(f'{ty} {v}' for v in vs)}>"
+
+
+class _Ir:
+    """A tiny SSA text builder with counted loops (loop-carried values as phis)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.n = 0
+        self.nl = 0
+        self.decls: set[str] = set()
+
+    def v(self, text: str) -> str:
+        self.n += 1
+        t = f"%u{self.n}"
+        self.lines.append(f"  {t} = {text}")
+        return t
+
+    def emit(self, text: str) -> None:
+        self.lines.append("  " + text)
+
+    def label(self, base: str) -> str:
+        self.nl += 1
+        return f"{base}{self.nl}"
+
+    def splat(self, ty: str, n: int, x: str) -> str:
+        i = self.v(f"insertelement <{n} x {ty}> poison, {ty} {x}, i64 0")
+        return self.v(f"shufflevector <{n} x {ty}> {i}, <{n} x {ty}> poison, "
+                      f"<{n} x i32> zeroinitializer")
+
+    def loop(self, lo: str, hi: str, carried: list[tuple[str, str]] = ()):
+        """Open ``for i in [lo, hi)``; returns (i, phis, close) where close(next_values)
+        ends the loop; after it the phis hold the final values."""
+        pre, head, body, latch, done = (self.label(b) for b in ("lp", "lh", "lb", "ll", "le"))
+        self.emit(f"br label %{pre}")
+        self.lines.append(f"{pre}:")
+        self.emit(f"br label %{head}")
+        self.lines.append(f"{head}:")
+        i = self.v(f"phi i64 [ {lo}, %{pre} ], [ %{latch}.i, %{latch} ]")
+        phis, slots = [], []
+        for ty, init in carried:
+            slots.append(len(self.lines))
+            phis.append(self.v(f"phi {ty} [ {init}, %{pre} ], [ @@, %{latch} ]"))
+        c = self.v(f"icmp slt i64 {i}, {hi}")
+        self.emit(f"br i1 {c}, label %{body}, label %{done}")
+        self.lines.append(f"{body}:")
+
+        def close(nexts: list[str] = ()) -> None:
+            for slot, nx in zip(slots, nexts, strict=True):
+                self.lines[slot] = self.lines[slot].replace("@@", nx)
+            self.emit(f"br label %{latch}")
+            self.lines.append(f"{latch}:")
+            self.emit(f"%{latch}.i = add i64 {i}, 1")
+            self.emit(f"br label %{head}")
+            self.lines.append(f"{done}:")
+
+        return i, phis, close
+
+
+def _ext(signed: bool) -> str:
+    return "sext" if signed else "zext"
+
+
+def conv_scratch_bytes(sp: ConvSpec) -> int:
+    """Bytes of one part's scratch for :func:`gen_conv`: one K x NR panel of i64."""
+    return sp.reduction * NR * 8
+
+
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def _gemm_tile(ir: _Ir, mr: int, rows: list[str], k_count: int, panel: str, wsz: int,
+               w_ty: str, w_signed: bool, w_zp: int, narrow: bool,
+               init: list[str], outs: list[str], mask: tuple[str, str]) -> None:
+    """acc[i] = init[i] + sum_k S[rows[i] + k] * panel[k]; masked stores to outs[i]."""
+    carried = [("<8 x i64>", init[i]) for i in range(mr) for _ in range(2)]
+    k, acc, close = ir.loop("0", str(k_count), carried)
+    pa = ir.v(f"mul i64 {k}, {NR * 8}")
+    p0 = ir.v(f"getelementptr i8, ptr {panel}, i64 {pa}")
+    p1 = ir.v(f"getelementptr i8, ptr {p0}, i64 64")
+    vs = []
+    for p in (p0, p1):
+        v = ir.v(f"load <8 x i64>, ptr {p}, align 64")
+        if narrow:  # the values are sign-extended i32s: say so (lets x86 use vpmuldq)
+            v = ir.v(f"shl <8 x i64> {v}, {_vconst(8, 32)}")
+            v = ir.v(f"ashr <8 x i64> {v}, {_vconst(8, 32)}")
+        vs.append(v)
+    ko = ir.v(f"mul i64 {k}, {wsz}")
+    nexts = []
+    for i in range(mr):
+        wp = ir.v(f"getelementptr i8, ptr {rows[i]}, i64 {ko}")
+        s = ir.v(f"load {w_ty}, ptr {wp}, align {wsz}")
+        if w_ty != "i64":
+            s = ir.v(f"{_ext(w_signed)} {w_ty} {s} to i64")
+        if w_zp:
+            s = ir.v(f"sub i64 {s}, {w_zp}")
+        sv = ir.splat("i64", 8, s)
+        for h in range(2):
+            m = ir.v(f"mul <8 x i64> {vs[h]}, {sv}")
+            nexts.append(ir.v(f"add <8 x i64> {acc[2 * i + h]}, {m}"))
+    close(nexts)
+    ir.decls.add("declare void @llvm.masked.store.v8i64.p0(<8 x i64>, ptr, i32 immarg, "
+                 "<8 x i1>)")
+    for i in range(mr):
+        for h in range(2):
+            p = outs[i] if h == 0 else ir.v(f"getelementptr i8, ptr {outs[i]}, i64 64")
+            ir.emit(f"call void @llvm.masked.store.v8i64.p0(<8 x i64> {acc[2 * i + h]}, "
+                    f"ptr {p}, i32 8, <8 x i1> {mask[h]})")
+
+
+def gen_conv(sp: ConvSpec, fname: str) -> tuple[str, set[str]]:
+    """The packed-GEMM native kernel of a q.conv (see the section comment)."""
+    N, C, G, Mg, Cg = sp.batch, sp.channels, sp.groups, sp.out_per_group, sp.in_per_group
+    HW, P = _prod(sp.in_shape), _prod(sp.out_shape)
+    K, M = sp.reduction, G * Mg
+    NP = -(-P // NR)
+    items = N * G * NP
+    xsz, _ = DTYPE_INFO[sp.x_dtype]
+    wsz, wsig = DTYPE_INFO[sp.w_dtype]
+    wty = f"i{8 * wsz}"
+    x_zp, w_zp = sp.x_zp, sp.w_zp
+    narrow = _fits32(sp.x_dtype, x_zp) and _fits32(sp.w_dtype, w_zp)
+    ir = _Ir()
+    po = ir.v(f"mul i64 %part, {K * NR * 8}")
+    panel = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, _, close_it = ir.loop(lo, hi)
+    ng = ir.v(f"udiv i64 {it}, {NP}")
+    pj = ir.v(f"urem i64 {it}, {NP}")
+    n = ir.v(f"udiv i64 {ng}, {G}")
+    g = ir.v(f"urem i64 {ng}, {G}")
+    p0 = ir.v(f"mul i64 {pj}, {NR}")
+    colmask, starts = _window_starts(ir, sp, p0, NR)
+    # x of this (n, group): channel n*C + g*Cg
+    nc = ir.v(f"mul i64 {n}, {C}")
+    gc = ir.v(f"mul i64 {g}, {Cg}")
+    xc = ir.v(f"mul i64 {ir.v(f'add i64 {nc}, {gc}')}, {HW * xsz}")
+    xo = ir.v(f"add i64 {xc}, {sp.x_addr}")
+    xb = ir.v(f"getelementptr i8, ptr %base, i64 {xo}")
+    _pack_columns(ir, sp, xb, p0, colmask, starts, panel, "i64", 8, NR)
+    # the GEMM over the panel: MR-row tiles, then the remaining rows one by one
+    mask = (ir.v(f"shufflevector <16 x i1> {colmask}, <16 x i1> poison, "
+                 f"<8 x i32> {_vconst(8, list(range(8)), 'i32')}"),
+            ir.v(f"shufflevector <16 x i1> {colmask}, <16 x i1> poison, "
+                 f"<8 x i32> {_vconst(8, list(range(8, 16)), 'i32')}"))
+    m0 = ir.v(f"mul i64 {g}, {Mg}")
+    nM = ir.v(f"mul i64 {n}, {M}")
+    full = (Mg // MR) * MR
+
+    def tile(mr: int, r: str) -> None:
+        rows, outs, init = [], [], []
+        for i in range(mr):
+            m = ir.v(f"add i64 {ir.v(f'add i64 {m0}, {r}')}, {i}")
+            wo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {K * wsz}')}, {sp.w_addr}")
+            rows.append(ir.v(f"getelementptr i8, ptr %base, i64 {wo}"))
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, 8")
+            yo = ir.v(f"add i64 {yo}, {sp.y_addr}")
+            outs.append(ir.v(f"getelementptr i8, ptr %base, i64 {yo}"))
+            if sp.bias_addr is None:
+                init.append("zeroinitializer")
+            else:
+                bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+                bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
+                bp = ir.v(f"getelementptr i8, ptr %base, i64 {bo}")
+                b = ir.v(f"load i{8 * bsz}, ptr {bp}, align {bsz}")
+                if bsz < 8:
+                    b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+                init.append(ir.splat("i64", 8, b))
+        _gemm_tile(ir, mr, rows, K, panel, wsz, wty, wsig, w_zp, narrow, init, outs, mask)
+
+    if full:
+        rt, _, close_r = ir.loop("0", str(full // MR))
+        tile(MR, ir.v(f"mul i64 {rt}, {MR}"))
+        close_r()
+    if full < Mg:
+        r1, _, close_r1 = ir.loop(str(full), str(Mg))
+        tile(1, r1)
+        close_r1()
+    close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
+# ---------------------------------------------------------------- exact float conv
+#
+# When every product |(x - x_zp)(w - w_zp)| <= PB (x bounded by its dtype, w by the
+# constant weights' actual max |w - w_zp|), a block of KC products summed in binary64
+# (binary32) is exact as long as KC * PB <= 2^53 (2^24): every product and every
+# partial sum is an integer the format represents, so fmuladd rounds nothing, fused or
+# not. The kernel therefore sums blocks of KC products in f64 (f32) FMA lanes, converts
+# each block sum to i64 exactly and adds it to the wrapping i64 output: the same bits as
+# the VM's i64 sum. A work item is (n, group, a block of NPB column panels, a block of
+# MB output rows): it packs its im2col panels as floats (K x NR each, private scratch),
+# then for every MR-row tile and KC-deep slice of k packs the weight slice as floats
+# (MR x KC) and runs an MR x NR register tile over each panel, flushing into y.
+
+FMR = 8          # rows of the float register tile (2 * FMR vector accumulators)
+FPANEL_BYTES = 1 << 20   # im2col panels of one work item (L2-sized)
+FITEMS = 16      # at least this many work items when the shape allows (thread balance)
+
+
+@dataclass(frozen=True)
+class FloatPlan:
+    """How :func:`gen_conv_float` tiles one conv (see the section comment)."""
+
+    elem_type: str         # LLVM type of a lane: "float" (f32) or "double" (f64)
+    lanes: int             # lanes of one FMA vector (16 f32, 8 f64)
+    panel_cols: int        # NR, output columns of one im2col panel (two vectors)
+    elem_bytes: int        # bytes of one lane (4 or 8)
+    k_block: int           # KC, products summed per exact float block (KC * PB <= 2^24 / 2^53)
+    panels_per_block: int  # NPB, column panels of one work item
+    rows_per_block: int    # MB, output rows of one work item (a multiple of FMR)
+    row_blocks: int        # ceil(Mg / MB), row blocks per (image, group)
+
+
+def float_plan(sp: ConvSpec) -> FloatPlan | None:
+    """The exact-float parameters of a conv description, or None (use i64 lanes)."""
+    wmax = sp.w_absmax
+    if wmax is None:
+        return None
+    lo, hi = _drange(sp.x_dtype)
+    x_zp = sp.x_zp
+    xmax = max(abs(lo - x_zp), abs(hi - x_zp))
+    pb = max(1, xmax * wmax)
+    K = sp.reduction
+    choice = None
+    for cand, bits, lanes in (("float", 24, 16), ("double", 53, 8)):
+        if xmax <= (1 << bits) and wmax <= (1 << bits) and \
+                min((1 << bits) // pb, 256, K) >= min(32, K):
+            choice = (cand, min((1 << bits) // pb, 256, K), lanes)
+            break
+    if choice is None:
+        return None
+    ty, kc, vl = choice
+    nr = 2 * vl
+    esz = 4 if ty == "float" else 8
+    P = _prod(sp.out_shape)
+    NP = -(-P // nr)
+    npb = max(1, min(NP, FPANEL_BYTES // (K * nr * esz), 8))
+    npb = -(-NP // -(-NP // npb))  # the same bound, column blocks as even as possible
+    Mg, outer = sp.out_per_group, sp.batch * sp.groups * -(-NP // npb)
+    nmb = max(1, min(-(-FITEMS // outer), -(-Mg // FMR)))
+    rows = -(-Mg // nmb)
+    mb = -(-rows // FMR) * FMR
+    return FloatPlan(elem_type=ty, lanes=vl, panel_cols=nr, elem_bytes=esz, k_block=kc,
+                     panels_per_block=npb, rows_per_block=mb, row_blocks=-(-Mg // mb))
+
+
+def _acc_offset(sp: ConvSpec, fp: FloatPlan) -> int:
+    """Offset of a fused conv's i64 accumulator tile in a part's scratch (64-aligned)."""
+    n = (fp.panels_per_block * sp.reduction * fp.panel_cols * fp.elem_bytes
+         + FMR * fp.k_block * fp.elem_bytes)
+    return -(-n // 64) * 64
+
+
+def conv_float_scratch_bytes(sp: ConvSpec, fp: FloatPlan) -> int:
+    n = _acc_offset(sp, fp)
+    if sp.epilogue is not None:  # + FMR rows x the column block of i64 sums
+        n += FMR * fp.panels_per_block * fp.panel_cols * 8
+    return n  # every part's panels start 64-byte aligned (aligned loads)
+
+
+def _window_starts(ir: _Ir, sp: ConvSpec, p0: str, n: int) -> tuple[str, list[str]]:
+    """Lanes pv = p0 + [0, n) of the output positions: (colmask = pv < P, starts) with
+    starts[i] = o_i * S_i - PAD_i, o = pv unravelled over O (row-major)."""
+    O, S, PAD = list(sp.out_shape), list(sp.strides), list(sp.pads)
+    pv = ir.v(f"add <{n} x i64> {ir.splat('i64', n, p0)}, {_vconst(n, list(range(n)))}")
+    colmask = ir.v(f"icmp slt <{n} x i64> {pv}, {_vconst(n, _prod(O))}")
+    starts = [""] * len(O)
+    rem = pv
+    for i in reversed(range(len(O))):
+        o = ir.v(f"urem <{n} x i64> {rem}, {_vconst(n, O[i])}")
+        rem = ir.v(f"udiv <{n} x i64> {rem}, {_vconst(n, O[i])}")
+        os_ = ir.v(f"mul <{n} x i64> {o}, {_vconst(n, S[i])}")
+        starts[i] = ir.v(f"sub <{n} x i64> {os_}, {_vconst(n, PAD[i])}")
+    return colmask, starts
+
+
+def _pack_columns(ir: _Ir, sp: ConvSpec, xb: str, p0: str, colmask: str, starts: list[str],
+                  dst: str, ety: str, esz: int, n: int) -> None:
+    """Pack panel columns [p0, p0 + n) of the im2col matrix of x (channels of the group at
+    xb) into dst[k][n], k = (c, j_0, .., j_{nd-1}) row-major as in the weights: ety lanes
+    of esz bytes (x - x_zp, converted exactly unless ety is i64), 0 in the padding and
+    past the last column (colmask, starts: :func:`_window_starts`)."""
+    kern, H = list(sp.kernel_shape), list(sp.in_shape)
+    S, D, PAD = list(sp.strides), list(sp.dilations), list(sp.pads)
+    nd, Cg, HW = len(kern), sp.in_per_group, _prod(H)
+    xsz, xsig = DTYPE_INFO[sp.x_dtype]
+    xty = f"i{8 * xsz}"
+    x_zp = sp.x_zp
+    hst = [_prod(H[i + 1:]) for i in range(nd)]
+    contiguous = all(k == 1 for k in kern) and all(s == 1 for s in S) and \
+        all(p == 0 for p in PAD) and H == list(sp.out_shape)
+    ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr>, "
+                 f"i32 immarg, <{n} x i1>, <{n} x {xty}>)")
+    ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr, i32 immarg, "
+                 f"<{n} x i1>, <{n} x {xty}>)")
+    c, _, close_c = ir.loop("0", str(Cg))
+    xcb = ir.v(f"getelementptr i8, ptr {xb}, i64 {ir.v(f'mul i64 {c}, {HW * xsz}')}")
+    js, closes = [], []
+    kidx = c
+    for i in range(nd):
+        j, _, cl = ir.loop("0", str(kern[i]))
+        js.append(j)
+        closes.append(cl)
+        kidx = ir.v(f"add i64 {ir.v(f'mul i64 {kidx}, {kern[i]}')}, {j}")
+    zero = f"<{n} x {xty}> zeroinitializer"
+    if contiguous:
+        valid = colmask
+        ptr = ir.v(f"getelementptr i8, ptr {xcb}, i64 {ir.v(f'mul i64 {p0}, {xsz}')}")
+        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr {ptr}, "
+                    f"i32 {xsz}, <{n} x i1> {valid}, {zero})")
+    else:
+        valid, off = colmask, None
+        for i in range(nd):
+            jd = ir.v(f"mul i64 {js[i]}, {D[i]}")
+            pos = ir.v(f"add <{n} x i64> {starts[i]}, {ir.splat('i64', n, jd)}")
+            ok = ir.v(f"icmp ult <{n} x i64> {pos}, {_vconst(n, H[i])}")
+            valid = ir.v(f"and <{n} x i1> {valid}, {ok}")
+            t = ir.v(f"mul <{n} x i64> {pos}, {_vconst(n, hst[i] * xsz)}")
+            off = t if off is None else ir.v(f"add <{n} x i64> {off}, {t}")
+        off = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {off}, "
+                   f"<{n} x i64> zeroinitializer")
+        ptrs = ir.v(f"getelementptr i8, ptr {xcb}, <{n} x i64> {off}")
+        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr> "
+                    f"{ptrs}, i32 {xsz}, <{n} x i1> {valid}, {zero})")
+    wide = vals if xty == "i64" else ir.v(f"{_ext(xsig)} <{n} x {xty}> {vals} to <{n} x i64>")
+    if x_zp:
+        wide = ir.v(f"sub <{n} x i64> {wide}, {_vconst(n, x_zp)}")
+    wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {wide}, <{n} x i64> zeroinitializer")
+    if ety != "i64":
+        wide = ir.v(f"sitofp <{n} x i64> {wide} to <{n} x {ety}>")
+    d = ir.v(f"getelementptr i8, ptr {dst}, i64 {ir.v(f'mul i64 {kidx}, {n * esz}')}")
+    ir.emit(f"store <{n} x {ety}> {wide}, ptr {d}, align 64")
+    for cl in reversed(closes):
+        cl()
+    close_c()
+
+
+def gen_conv_float(sp: ConvSpec, fp: FloatPlan, fname: str) -> tuple[str, set[str]]:
+    """The exact-float packed-GEMM kernel of a q.conv (see the section comment)."""
+    N, C, G, Mg, Cg = sp.batch, sp.channels, sp.groups, sp.out_per_group, sp.in_per_group
+    HW, P = _prod(sp.in_shape), _prod(sp.out_shape)
+    K, M = sp.reduction, G * Mg
+    ety, vl, nr, esz, KC = fp.elem_type, fp.lanes, fp.panel_cols, fp.elem_bytes, fp.k_block
+    npb, mb, nmb = fp.panels_per_block, fp.rows_per_block, fp.row_blocks
+    vty = f"<{vl} x {ety}>"
+    NP = -(-P // nr)
+    ncb = -(-NP // npb)
+    items = N * G * ncb * nmb
+    xsz, _ = DTYPE_INFO[sp.x_dtype]
+    wsz, wsig = DTYPE_INFO[sp.w_dtype]
+    w_zp = sp.w_zp
+    ir = _Ir()
+    ir.decls.add(f"declare {vty} @llvm.fmuladd.v{vl}{'f64' if esz == 8 else 'f32'}("
+                 f"{vty}, {vty}, {vty})")
+    ir.decls.add("declare void @llvm.masked.store.v8i64.p0(<8 x i64>, ptr, i32 immarg, "
+                 "<8 x i1>)")
+    ir.decls.add("declare <8 x i64> @llvm.masked.load.v8i64.p0(ptr, i32 immarg, <8 x i1>, "
+                 "<8 x i64>)")
+    fma = f"@llvm.fmuladd.v{vl}{'f64' if esz == 8 else 'f32'}"
+    per_part = conv_float_scratch_bytes(sp, fp)
+    po = ir.v(f"mul i64 %part, {per_part}")
+    panels = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    fused = sp.epilogue is not None
+    accb = ir.v(f"getelementptr i8, ptr {panels}, i64 {_acc_offset(sp, fp)}")
+    wt = ir.v(f"getelementptr i8, ptr {panels}, i64 {npb * K * nr * esz}")
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, _, close_it = ir.loop(lo, hi)
+    # the column block varies fastest: rows blocks are usually equal (channel counts are
+    # multiples of the block), column blocks may not be, so contiguous thread ranges
+    # take a share of every column block
+    cb = ir.v(f"urem i64 {it}, {ncb}")
+    r0 = ir.v(f"udiv i64 {it}, {ncb}")
+    mbi = ir.v(f"urem i64 {r0}, {nmb}")
+    ng = ir.v(f"udiv i64 {r0}, {nmb}")
+    n = ir.v(f"udiv i64 {ng}, {G}")
+    g = ir.v(f"urem i64 {ng}, {G}")
+    j0 = ir.v(f"mul i64 {cb}, {npb}")
+    j1 = ir.v(f"add i64 {j0}, {npb}")
+    j1 = ir.v(f"select i1 {ir.v(f'icmp slt i64 {j1}, {NP}')}, i64 {j1}, i64 {NP}")
+    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'mul i64 {g}, {Cg}')}")
+    xo = ir.v(f"add i64 {ir.v(f'mul i64 {ch}, {HW * xsz}')}, {sp.x_addr}")
+    xb = ir.v(f"getelementptr i8, ptr %base, i64 {xo}")
+    # 1. pack the panels of this column block
+    j, _, close_j = ir.loop(j0, j1)
+    jl = ir.v(f"sub i64 {j}, {j0}")
+    dst = ir.v(f"getelementptr i8, ptr {panels}, i64 {ir.v(f'mul i64 {jl}, {K * nr * esz}')}")
+    pj0 = ir.v(f"mul i64 {j}, {nr}")
+    _pack_columns(ir, sp, xb, pj0, *_window_starts(ir, sp, pj0, nr), dst, ety, esz, nr)
+    close_j()
+    # 2. row tiles of this row block x k slices x panels
+    m_lo = ir.v(f"mul i64 {mbi}, {mb}")
+    m_hi = ir.v(f"add i64 {m_lo}, {mb}")
+    m_hi = ir.v(f"select i1 {ir.v(f'icmp slt i64 {m_hi}, {Mg}')}, i64 {m_hi}, i64 {Mg}")
+    m0g = ir.v(f"mul i64 {g}, {Mg}")
+    nM = ir.v(f"mul i64 {n}, {M}")
+    nkb = -(-K // KC)
+
+    def tile(mr: int, r: str) -> None:
+        """Rows r .. r + mr - 1 (within the group) over every k slice and panel."""
+        kb, _, close_kb = ir.loop("0", str(nkb))
+        k0 = ir.v(f"mul i64 {kb}, {KC}")
+        kn = ir.v(f"sub i64 {K}, {k0}")
+        kn = ir.v(f"select i1 {ir.v(f'icmp slt i64 {kn}, {KC}')}, i64 {kn}, i64 {KC}")
+        first = ir.v(f"icmp eq i64 {kb}, 0")
+        mrow = [ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}") for i in range(mr)]
+        # pack the weight slice: wt[i][k] = w[m_i, k0 + k] - w_zp as a float
+        for i in range(mr):
+            wo = ir.v(f"add i64 {ir.v(f'mul i64 {mrow[i]}, {K * wsz}')}, {sp.w_addr}")
+            wo = ir.v(f"add i64 {wo}, {ir.v(f'mul i64 {k0}, {wsz}')}")
+            wrow = ir.v(f"getelementptr i8, ptr %base, i64 {wo}")
+            drow = ir.v(f"getelementptr i8, ptr {wt}, i64 {i * KC * esz}")
+            kk, _, close_kk = ir.loop("0", kn)
+            wp = ir.v(f"getelementptr i{8 * wsz}, ptr {wrow}, i64 {kk}")
+            s = ir.v(f"load i{8 * wsz}, ptr {wp}, align {wsz}")
+            s = ir.v(f"{_ext(wsig)} i{8 * wsz} {s} to i64") if wsz < 8 else s
+            if w_zp:
+                s = ir.v(f"sub i64 {s}, {w_zp}")
+            f = ir.v(f"sitofp i64 {s} to {ety}")
+            ir.emit(f"store {ety} {f}, ptr {ir.v(f'getelementptr {ety}, ptr {drow}, i64 {kk}')}, "
+                    f"align {esz}")
+            close_kk()
+        # bias or the running sum, per row
+        outs_base, inits = [], []
+        for i in range(mr):
+            if fused:  # the i64 sums stay in the part's accumulator tile
+                outs_base.append(str(i * npb * nr * 8))
+            else:
+                yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {mrow[i]}')}, {P * 8}")
+                outs_base.append(ir.v(f"add i64 {yo}, {sp.y_addr}"))
+            if sp.bias_addr is None:
+                inits.append("0")
+            else:
+                bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+                bo = ir.v(f"add i64 {ir.v(f'mul i64 {mrow[i]}, {bsz}')}, {sp.bias_addr}")
+                b = ir.v(f"load i{8 * bsz}, ptr {ir.v(f'getelementptr i8, ptr %base, i64 {bo}')}"
+                         f", align {bsz}")
+                inits.append(ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64") if bsz < 8 else b)
+        jj, _, close_jj = ir.loop(j0, j1)
+        jl = ir.v(f"sub i64 {jj}, {j0}")
+        pan = ir.v(f"getelementptr i8, ptr {panels}, i64 {ir.v(f'mul i64 {jl}, {K * nr * esz}')}")
+        pan = ir.v(f"getelementptr i8, ptr {pan}, i64 {ir.v(f'mul i64 {k0}, {nr * esz}')}")
+        carried = [(vty, "zeroinitializer")] * (2 * mr)
+        k, acc, close_k = ir.loop("0", kn, carried)
+        pk = ir.v(f"getelementptr i8, ptr {pan}, i64 {ir.v(f'mul i64 {k}, {nr * esz}')}")
+        vs = [ir.v(f"load {vty}, ptr {pk}, align 64"),
+              ir.v(f"load {vty}, ptr {ir.v(f'getelementptr i8, ptr {pk}, i64 64')}, align 64")]
+        nexts = []
+        for i in range(mr):
+            wp = ir.v(f"getelementptr {ety}, ptr {wt}, i64 {ir.v(f'add i64 {k}, {i * KC}')}")
+            sv = ir.splat(ety, vl, ir.v(f"load {ety}, ptr {wp}, align {esz}"))
+            for h in range(2):
+                nexts.append(ir.v(f"call {vty} {fma}({vty} {sv}, {vty} {vs[h]}, "
+                                  f"{vty} {acc[2 * i + h]})"))
+        close_k(nexts)
+        # flush: y = (first slice ? bias : y) + exact(acc), masked to the valid columns
+        c0 = ir.v(f"mul i64 {jj}, {nr}")
+        cols = ir.v(f"add <{nr} x i64> {ir.splat('i64', nr, c0)}, "
+                    f"{_vconst(nr, list(range(nr)))}")
+        cm = ir.v(f"icmp slt <{nr} x i64> {cols}, {_vconst(nr, P)}")
+        for i in range(mr):
+            if fused:
+                c8 = ir.v(f"mul i64 {ir.v(f'sub i64 {jj}, {j0}')}, {nr * 8}")
+                yp = ir.v(f"getelementptr i8, ptr {accb}, i64 "
+                          f"{ir.v(f'add i64 {outs_base[i]}, {c8}')}")
+            else:
+                c8 = ir.v(f"mul i64 {c0}, 8")
+                yp = ir.v(f"getelementptr i8, ptr %base, i64 "
+                          f"{ir.v(f'add i64 {outs_base[i]}, {c8}')}")
+            ini = ir.splat("i64", 8, inits[i])
+            for h in range(2):
+                if vl == 8:
+                    parts = [(ir.v(f"fptosi {vty} {acc[2 * i + h]} to <8 x i64>"), h)]
+                else:  # 16 f32 lanes -> two <8 x i64> halves
+                    wide = ir.v(f"fptosi {vty} {acc[2 * i + h]} to <16 x i64>")
+                    parts = [(ir.v(f"shufflevector <16 x i64> {wide}, <16 x i64> poison, "
+                                   f"<8 x i32> {_vconst(8, list(range(8 * q, 8 * q + 8)), 'i32')}"),
+                              2 * h + q) for q in range(2)]
+                for val, q in parts:
+                    mq = ir.v(f"shufflevector <{nr} x i1> {cm}, <{nr} x i1> poison, "
+                              f"<8 x i32> {_vconst(8, list(range(8 * q, 8 * q + 8)), 'i32')}")
+                    p = ir.v(f"getelementptr i8, ptr {yp}, i64 {64 * q}")
+                    old = ir.v(f"call <8 x i64> @llvm.masked.load.v8i64.p0(ptr {p}, i32 8, "
+                               f"<8 x i1> {mq}, <8 x i64> zeroinitializer)")
+                    base_v = ir.v(f"select i1 {first}, <8 x i64> {ini}, <8 x i64> {old}")
+                    ir.emit(f"call void @llvm.masked.store.v8i64.p0(<8 x i64> "
+                            f"{ir.v(f'add <8 x i64> {base_v}, {val}')}, ptr {p}, i32 8, "
+                            f"<8 x i1> {mq})")
+        close_jj()
+        close_kb()
+        if fused:
+            _conv_epilogue(ir, sp, mr, r, m0g, nM, j0, j1, accb, nr, npb, P)
+
+    full_lo = m_lo
+    ntile = ir.v(f"sdiv i64 {ir.v(f'sub i64 {m_hi}, {m_lo}')}, {FMR}")
+    rt, _, close_rt = ir.loop("0", ntile)
+    tile(FMR, ir.v(f"add i64 {full_lo}, {ir.v(f'mul i64 {rt}, {FMR}')}"))
+    close_rt()
+    rest = ir.v(f"add i64 {m_lo}, {ir.v(f'mul i64 {ntile}, {FMR}')}")
+    r1, _, close_r1 = ir.loop(rest, m_hi)
+    tile(1, r1)
+    close_r1()
+    close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
+def _conv_epilogue(ir: _Ir, sp: ConvSpec, mr: int, r: str, m0g: str, nM: str, j0: str,
+                   j1: str, accb: str, nr: int, npb: int, P: int) -> None:
+    """A fused conv's final write: y[m, c] = epilogue(acc[m, c]) for the tile's rows and
+    the column block's valid columns (``sp.epilogue``: the requant + clamp expression
+    over Var("acc") with the output channel as loop level 0, rendered lane-wise)."""
+    # llvmgen calls this module; its scalar formulas, lane-wise, render the epilogue
+    from opmlc.backend.llvmgen import VecExpr
+
+    osz, _ = DTYPE_INFO[sp.y_dtype]
+    oty = f"i{8 * osz}"
+    jj, _, close_jj = ir.loop(j0, j1)
+    jl = ir.v(f"sub i64 {jj}, {j0}")
+    c0 = ir.v(f"mul i64 {jj}, {nr}")
+    for i in range(mr):
+        m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
+        nm = ir.v(f"add i64 {nM}, {m}")
+        yrow = ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P * osz}')}, {sp.y_addr}")
+        arow = ir.v(f"add i64 {i * npb * nr * 8}, {ir.v(f'mul i64 {jl}, {nr * 8}')}")
+        for q in range(nr // 8):
+            ap = ir.v(f"getelementptr i8, ptr {accb}, i64 {ir.v(f'add i64 {arow}, {64 * q}')}")
+            acc = ir.v(f"load <8 x i64>, ptr {ap}, align 64")
+            val = VecExpr(ir, 8, {"acc": acc}, [m]).val(sp.epilogue)
+            if osz < 8:
+                val = ir.v(f"trunc <8 x i64> {val} to <8 x {oty}>")
+            # a whole chunk is one plain vector store; the last, partial chunk of a row is
+            # copied lane by lane (a truncating llvm.masked.store here was compiled, for
+            # AVX-512, into a store of a masked-off lane: tests/test_fuse.py)
+            cq = ir.v(f"add i64 {c0}, {8 * q}")
+            yo = ir.v(f"add i64 {yrow}, {ir.v(f'mul i64 {cq}, {osz}')}")
+            yp = ir.v(f"getelementptr i8, ptr %base, i64 {yo}")
+            whole, part, done = ir.label("ew"), ir.label("ep"), ir.label("ed")
+            full = ir.v(f"icmp sle i64 {ir.v(f'add i64 {cq}, 8')}, {P}")
+            ir.emit(f"br i1 {full}, label %{whole}, label %{part}")
+            ir.lines.append(f"{whole}:")
+            ir.emit(f"store <8 x {oty}> {val}, ptr {yp}, align {osz}")
+            ir.emit(f"br label %{done}")
+            ir.lines.append(f"{part}:")
+            # the chunk's accumulators are consumed: park the values there, copy the lanes
+            ir.emit(f"store <8 x {oty}> {val}, ptr {ap}, align 64")
+            lane, _, close_lane = ir.loop("0", ir.v(f"sub i64 {P}, {cq}"))
+            e = ir.v(f"load {oty}, ptr {ir.v(f'getelementptr {oty}, ptr {ap}, i64 {lane}')}, "
+                     f"align {osz}")
+            ir.emit(f"store {oty} {e}, ptr {ir.v(f'getelementptr {oty}, ptr {yp}, i64 {lane}')}, "
+                    f"align {osz}")
+            close_lane()
+            ir.emit(f"br label %{done}")
+            ir.lines.append(f"{done}:")
+    close_jj()
+
+
+def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
+    """(function text, declarations, scratch bytes per part) for a kernel with a native
+    description, or None to render its loop nest."""
+    sp = kernel.native
+    if sp is None:
+        return None
+    fp = float_plan(sp)
+    if fp is not None:
+        text, decls = gen_conv_float(sp, fp, fname)
+        return text, decls, conv_float_scratch_bytes(sp, fp)
+    if sp.epilogue is not None:
+        return None  # a fused conv without the exact-float plan: its loop nest
+    text, decls = gen_conv(sp, fname)
+    return text, decls, conv_scratch_bytes(sp)
+
+
+__all__ = ["FloatPlan", "MAX_PARTS", "SCRATCH", "conv_float_scratch_bytes",
+           "conv_scratch_bytes", "float_plan", "gen_conv", "gen_conv_float", "gen_native"]
