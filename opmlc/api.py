@@ -1,4 +1,4 @@
-"""The public compile / load / run API and the ``compile``, ``run``, ``inspect`` commands.
+"""The public compile / load / run API (the commands that use it live in ``opmlc.cli``).
 
     art = opmlc.api.compile("model.onnx", scheme="fixed", output="model.opvm")
     model = opmlc.api.load("model.opvm")
@@ -15,18 +15,11 @@ Outputs are the raw integers of the graph; ``model.dequantize(res.outputs)`` map
 outputs that have quantization parameters to float32. ``capture=True`` adds every node
 output, as it stands at that node's boundary, to ``res.tensors`` (decoded with
 ``model.tensors(res)``) for tensor-by-tensor comparisons between engines.
-
-CLI functions (wired by ``opmlc/cli.py``): ``add_compile_args`` / ``cmd_compile``,
-``add_run_args`` / ``cmd_run``, ``add_inspect_args`` / ``cmd_inspect``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from opmlc.errors import OpmlcError
-from opmlc_runtime.artifact import Artifact, ArtifactError
+from opmlc_runtime.artifact import Artifact
 from opmlc_runtime.dtypes import np_dtype
-from opmlc_runtime.engines import InputError, Program, RunResult
+from opmlc_runtime.engines import Program, RunResult
+from opmlc_runtime.files import read_npz
 
 ENGINES = ("native", "vm", "ref")
 
@@ -76,8 +70,7 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
 
     say = progress or (lambda m: None)
     if isinstance(calibration, (str, Path)):
-        with np.load(calibration) as z:
-            calibration = {k: z[k] for k in z.files}
+        calibration = read_npz(calibration, "calibration")
     options: dict[str, Any] = {"scheme": scheme,
                                "shapes": {k: list(v) for k, v in sorted((shapes or {}).items())},
                                "calibration_sha256": _npz_digest(calibration)
@@ -186,168 +179,4 @@ def load(path: str | Path) -> Model:
     return Model(Artifact.load(path))
 
 
-# ---------------------------------------------------------------- CLI
-
-
-def add_compile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="ONNX model file")
-    p.add_argument("-o", "--output", required=True, help="output .opvm file")
-    p.add_argument("--scheme", choices=("fixed", "int8"), default="fixed")
-    p.add_argument("--calibrate", metavar="FILE.npz", help="calibration inputs by name")
-    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
-                   help="fix a dynamic input shape, e.g. --shape input=1x3x224x224")
-    p.add_argument("--no-ir", action="store_true", help="do not embed the integer IR text")
-    p.add_argument("--no-fuse", action="store_true",
-                   help="keep contractions, requants and clamps as separate nodes (no fusion)")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress messages (by default each stage, and every tenth of the "
-                        "nodes on models with many, is reported on stderr)")
-
-
-def _progress_printer() -> Callable[[str], None]:
-    """Progress lines on stderr, each with the seconds since the compile started."""
-    t0 = time.perf_counter()
-
-    def say(msg: str) -> None:
-        print(f"opmlc: [{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    return say
-
-
-def cmd_compile(args: argparse.Namespace) -> int:
-    from opmlc.frontend import parse_shape_flags
-
-    say = (lambda m: None) if args.quiet else _progress_printer()
-    art = compile(args.model, scheme=args.scheme, calibration=args.calibrate,
-                  shapes=parse_shape_flags(args.shape), output=args.output,
-                  include_ir=not args.no_ir, progress=say,
-                  fuse=not getattr(args, "no_fuse", False))
-    m = art.meta
-    say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "
-        f"memory {m['memory']['total']} bytes (depth {m['depth']})")
-    return 0
-
-
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifact", help=".opvm file")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
-                   help="an input array (repeat per input; or FILE.npz holding every input "
-                        "by name). Float arrays are quantized with the input's parameters; "
-                        "integer arrays are taken as already-quantized values")
-    p.add_argument("--engine", choices=ENGINES, default="native",
-                   help="native kernels, the reference VM stepper, or the compiler's exact "
-                        "integer reference interpreter (all give the same bits and roots)")
-    p.add_argument("--commit", action="store_true",
-                   help="compute the state root after every graph node (phase-2 commitment)")
-    p.add_argument("--raw", action="store_true",
-                   help="the raw integer outputs (default: dequantized to float32 where the "
-                        "output has quantization parameters)")
-    p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs by name")
-    p.add_argument("--json", action="store_true",
-                   help='print {"engine", "outputs", "state_root", "steps"} (+ "initial_root", '
-                        '"node_roots" with --commit) as JSON')
-
-
-def _load_array(name: str, path: str) -> np.ndarray:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError as e:
-        raise OpmlcError(f"--input {name}: cannot read {path}: {e.strerror or e}") from None
-    if head[:2] == b"PK":
-        raise OpmlcError(f"--input {name}: {path} is an .npz archive, not a .npy array; pass "
-                         f"NAME=FILE.npy per input, or --input {path} alone to take every "
-                         "input from the archive by name")
-    if head != b"\x93NUMPY":
-        raise OpmlcError(f"--input {name}: {path} is not a .npy file (save it with numpy.save)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise OpmlcError(f"--input {name}: {path}: unreadable .npy file: "
-                         f"{' '.join(str(e).split())}") from None
-
-
-def _read_inputs(flags: list[str]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for f in flags:
-        name, sep, path = f.partition("=")
-        if not sep and f.endswith(".npz"):
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    out.update((k, z[k]) for k in z.files)
-            except (OSError, ValueError, EOFError) as e:
-                raise OpmlcError(f"--input {f}: cannot read the .npz archive: "
-                                 f"{' '.join(str(e).split())}") from None
-            continue
-        if not sep or not name:
-            raise OpmlcError(f"bad --input {f!r}; expected NAME=FILE.npy (or FILE.npz)")
-        if name in out:
-            raise OpmlcError(f"--input {name} given twice")
-        out[name] = _load_array(name, path)
-    return out
-
-
-def run_result_json(res: RunResult, outputs: dict[str, np.ndarray], commit: bool) -> dict:
-    """The ``--json`` document (the same keys for every engine)."""
-    d = res.to_json(commit)
-    d["outputs"] = {k: v.tolist() for k, v in outputs.items()}
-    return d
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        model = load(args.artifact)
-        res = model.run(_read_inputs(args.input), engine=args.engine, commit=args.commit)
-    except (ArtifactError, InputError) as e:
-        raise OpmlcError(str(e)) from None
-    outs = res.outputs if args.raw else model.dequantize(res.outputs)
-    if args.output:
-        try:
-            np.savez(args.output, **outs)
-        except OSError as e:
-            raise OpmlcError(f"-o {args.output}: cannot write: {e.strerror or e}") from None
-    if args.json:
-        print(json.dumps(run_result_json(res, outs, args.commit)))
-        return 0
-    for k, v in outs.items():
-        print(f"{k}: {v.dtype}{list(v.shape)} {np.array2string(v, threshold=20)}")
-    print(f"state_root: 0x{res.state_root.hex()}  steps: {res.steps}")
-    if args.commit:
-        for n, r in zip(model.meta["nodes"], res.node_roots, strict=True):
-            print(f"  {n['name']:<40} 0x{r.hex()}")
-    return 0
-
-
-def add_inspect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifact", help=".opvm file")
-    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    try:
-        art = Artifact.load(args.artifact)
-    except ArtifactError as e:
-        raise OpmlcError(str(e)) from None
-    m = art.meta
-    if args.json:
-        print(json.dumps(m, indent=1, sort_keys=True))
-        return 0
-    print(f"{args.artifact}: opvm format {m['format_version']}, ISA {m['isa_version']}, "
-          f"{m['compiler']}")
-    print(f"  source sha256 {m['source_sha256']}; options {json.dumps(m['options'])}")
-    print(f"  memory {m['memory']['total']} bytes, depth {m['depth']}; image "
-          f"{m['memory']['image_nbytes']} bytes; code {m['code']['nbytes']} bytes, halt at "
-          f"{m['code']['halt']:#x}")
-    for kind in ("inputs", "outputs"):
-        for s in m[kind]:
-            q = f" quant {json.dumps(s['quant'])}" if s["quant"] else ""
-            print(f"  {kind[:-1]} {s['name']}: {s['dtype']}{s['shape']} at "
-                  f"{s['address']:#x}{q}")
-    print(f"  {len(m['nodes'])} nodes, {m['total_steps']} steps:")
-    for n in m["nodes"]:
-        print(f"    {n['name']:<40} entry {n['entry']:#8x}  steps {n['steps']:>12}")
-    return 0
-
-
-__all__ = ["ENGINES", "Model", "add_compile_args", "add_inspect_args", "add_run_args",
-           "cmd_compile", "cmd_inspect", "cmd_run", "compile", "load"]
+__all__ = ["ENGINES", "Model", "compile", "load"]

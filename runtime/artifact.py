@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opmlc_runtime.files import atomic_write
 from opmlc_runtime.isa import ISA_VERSION
 
 MAGIC = b"OPVM\x00\r\n\x1a"
@@ -82,7 +83,8 @@ class Artifact:
         return body + hashlib.sha256(body).digest()
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+        """Write the artifact to ``path`` atomically (a failure leaves any previous file)."""
+        atomic_write(path, self.to_bytes())
 
     # --- reading ---------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from opmlc.cli import COMMANDS, main
+from opmlc.cli.common import parse_shape_flags
+from opmlc.errors import ShapeError
+from opmlc.frontend import import_onnx
+from opmlc.ir import parse_graph, print_graph, verify
 from opmlc_runtime.asm import assemble, disassemble
 from opmlc_runtime.stepper import VM
 
@@ -206,3 +210,23 @@ def test_quantize_report(capsys) -> None:
 def test_error_ir_missing_model(tmp_path: Path, capsys) -> None:
     line = _one_error_line(capsys, "ir", str(tmp_path / "nope.onnx"))
     assert "nope.onnx" in line
+
+
+# ---------------------------------------------------------------- ir, shared flags
+
+
+def test_shape_flag_parsing() -> None:
+    assert parse_shape_flags(["a=1x3x224x224", "b:0=7"]) == {"a": (1, 3, 224, 224), "b:0": (7,)}
+    with pytest.raises(ShapeError, match="NAME="):
+        parse_shape_flags(["1x3"])
+
+
+def test_cmd_ir_prints_parseable_text(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "models" / "digits_cnn.onnx"
+    if not path.exists():
+        pytest.skip("models/ not generated")
+    assert main(["ir", str(path)]) == 0
+    text = capsys.readouterr().out
+    g = import_onnx(path)
+    assert text == print_graph(g)
+    assert verify(parse_graph(text, consts=g.consts)) == g

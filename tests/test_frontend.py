@@ -3,7 +3,6 @@ and whole models through the float reference vs onnxruntime."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import time
@@ -17,8 +16,8 @@ from light_models import LIGHT, randomize_light
 from onnx import TensorProto, helper, numpy_helper
 
 from opmlc.errors import ModelLoadError, OpmlcError, ShapeError, UnsupportedOpsError
-from opmlc.frontend import cmd_ir, import_onnx, parse_shape_flags
-from opmlc.ir import evaluate, parse_graph, print_graph, verify
+from opmlc.frontend import import_onnx
+from opmlc.ir import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,12 +77,6 @@ def test_old_opset_is_a_clear_error() -> None:
                opset=6)
     with pytest.raises(ModelLoadError, match="opset 6"):
         import_onnx(m)
-
-
-def test_shape_flag_parsing() -> None:
-    assert parse_shape_flags(["a=1x3x224x224", "b:0=7"]) == {"a": (1, 3, 224, 224), "b:0": (7,)}
-    with pytest.raises(ShapeError, match="NAME="):
-        parse_shape_flags(["1x3"])
 
 
 def test_errors_are_opmlc_errors() -> None:
@@ -162,17 +155,6 @@ def test_external_data(tmp_path: Path) -> None:
     assert (tmp_path / "ext.data").exists()
     g = import_onnx(path)
     np.testing.assert_array_equal(g.consts["w"], w)
-
-
-def test_cmd_ir_prints_parseable_text(capsys: pytest.CaptureFixture[str]) -> None:
-    path = ROOT / "models" / "digits_cnn.onnx"
-    if not path.exists():
-        pytest.skip("models/ not generated")
-    assert cmd_ir(argparse.Namespace(model=str(path), shape=[], no_fold_bn=False)) == 0
-    text = capsys.readouterr().out
-    g = import_onnx(path)
-    assert text == print_graph(g)
-    assert verify(parse_graph(text, consts=g.consts)) == g
 
 
 # ---------------------------------------------------------------- whole models

@@ -1,4 +1,5 @@
-"""Per-layer quantization error against the float reference (``opmlc quantize-report``)."""
+"""Per-layer quantization error against the float reference (``opmlc quantize-report``
+prints :func:`quantize_report`)."""
 
 from __future__ import annotations
 
@@ -57,17 +58,4 @@ def quantize_report(graph: Graph, calibration: dict[str, np.ndarray] | None = No
     return "\n".join(lines) + "\n"
 
 
-def cmd_quantize_report(args) -> int:  # noqa: ANN001 - argparse namespace
-    """CLI hook: args.model, args.scheme, args.calibrate (npz path or None), args.shapes."""
-    from opmlc.frontend.importer import import_onnx
-
-    g = import_onnx(args.model, getattr(args, "shapes", None))
-    calib = None
-    if getattr(args, "calibrate", None):
-        with np.load(args.calibrate) as z:
-            calib = {k: z[k] for k in z.files}
-    print(quantize_report(g, calib, getattr(args, "scheme", "fixed")), end="")
-    return 0
-
-
-__all__ = ["layer_errors", "quantize_report", "cmd_quantize_report"]
+__all__ = ["layer_errors", "quantize_report"]

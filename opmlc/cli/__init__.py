@@ -1,0 +1,86 @@
+"""The ``opmlc`` command line. All command-line code lives in this package.
+
+    opmlc ir | quantize-report | compile | run | inspect     models and artifacts (model.py)
+    opmlc asm | disasm | vm | spec | verifier                the machine itself (machine.py)
+
+Flags shared by several commands (``--shape``, ``--calibrate``, ``--input``), array
+reading and atomic file writing are in ``common.py``. Adding a subcommand: write
+``args_NAME(parser)`` and ``cmd_NAME(args) -> int`` in the module of its group and add
+one row to :data:`COMMANDS`. Errors a user can cause are raised as OpmlcError, SolcError,
+OSError or ValueError (AsmError, InputError and ArrayFileError are ValueErrors) and
+printed by :func:`main` as one line, ``opmlc: error: ...``, with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from opmlc import __version__
+from opmlc.cli import machine, model
+from opmlc.errors import OpmlcError
+from opmlc_isagen.solc import SolcError
+
+# name, help, arguments, function
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None],
+                      Callable[[argparse.Namespace], int]], ...] = (
+    ("ir", "import an ONNX model and print its IR text form", model.args_ir, model.cmd_ir),
+    ("compile", "compile an ONNX model to a .opvm artifact", model.args_compile,
+     model.cmd_compile),
+    ("run", "run a .opvm artifact on an engine (native, vm, ref)", model.args_run,
+     model.cmd_run),
+    ("inspect", "describe a .opvm artifact: nodes, step counts, memory map",
+     model.args_inspect, model.cmd_inspect),
+    ("quantize-report", "per-layer quantization error against the float reference",
+     model.args_quantize_report, model.cmd_quantize_report),
+    ("asm", "assemble a .s file into a binary image", machine.args_asm, machine.cmd_asm),
+    ("disasm", "disassemble a binary image", machine.args_disasm, machine.cmd_disasm),
+    ("vm", "run a program on the reference stepper, or prove one step", machine.args_vm,
+     machine.cmd_vm),
+    ("spec", "regenerate the tables of spec/ISA.md from the ISA table", machine.args_spec,
+     machine.cmd_spec),
+    ("verifier", "write the Solidity one-step verifier", machine.args_verifier,
+     machine.cmd_verifier),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opmlc", description="Compiler toolchain for verifiable (optimistic) ML inference.")
+    parser.add_argument("--version", action="version", version=f"opmlc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, add_args, func in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(func=func)
+    return parser
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        msg = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    else:
+        msg = str(err) or type(err).__name__
+    return " ".join(msg.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 error, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `opmlc disasm x.bin | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
+    except (OpmlcError, SolcError, OSError, ValueError) as e:
+        print(f"opmlc: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("opmlc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""What the commands share: argument declarations, reading arrays, writing files, progress.
+
+Each flag that several commands take is declared once here (``--shape``, ``--calibrate``,
+``--input``), and every file a command writes goes through
+:func:`opmlc_runtime.files.atomic_write`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from opmlc.errors import OpmlcError, ShapeError
+
+SCHEMES = ("fixed", "int8")
+
+
+def hex32(b: bytes) -> str:
+    """``0x`` + the hex of ``b`` (roots, witnesses)."""
+    return "0x" + b.hex()
+
+
+# --- flags -----------------------------------------------------------------------------
+
+
+def add_shape_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="fix a dynamic input shape, e.g. --shape input=1x3x224x224")
+
+
+def parse_shape_flags(flags: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``["x=1x3x224x224", ...]`` -> ``{"x": (1, 3, 224, 224)}``."""
+    out: dict[str, tuple[int, ...]] = {}
+    for flag in flags or []:
+        name, sep, dims = flag.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = tuple(int(d) for d in dims.split("x")) if dims else ()
+        except ValueError:
+            raise ShapeError(f"bad --shape {flag!r}; expected NAME=D1xD2x... e.g. "
+                             "input=1x3x224x224") from None
+    return out
+
+
+def add_calibrate_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--calibrate", metavar="FILE.npz", help=help_text)
+
+
+def load_calibration(path: str | None) -> dict | None:
+    """The arrays of ``--calibrate FILE.npz`` by input name, or None."""
+    if not path:
+        return None
+    from opmlc_runtime.files import read_npz
+
+    return read_npz(path, "--calibrate")
+
+
+def add_input_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="an input array (repeat per input; or FILE.npz holding every input "
+                        "by name). Float arrays are quantized with the input's parameters; "
+                        "integer arrays are taken as already-quantized values")
+
+
+def read_inputs(flags: list[str]) -> dict:
+    """``--input NAME=FILE.npy`` (repeated) and ``--input FILE.npz`` -> arrays by name."""
+    from opmlc_runtime.files import read_npy, read_npz
+
+    out: dict = {}
+    for f in flags:
+        name, sep, path = f.partition("=")
+        if not sep and f.endswith(".npz"):
+            out.update(read_npz(f, f"--input {f}"))
+            continue
+        if not sep or not name:
+            raise OpmlcError(f"bad --input {f!r}; expected NAME=FILE.npy (or FILE.npz)")
+        if name in out:
+            raise OpmlcError(f"--input {name} given twice")
+        out[name] = read_npy(path, f"--input {name}")
+    return out
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+def write_file(path: str | Path, data: bytes | Callable[[IO[bytes]], None], flag: str = "-o"
+               ) -> Path:
+    """Write an output file atomically; a failure names the flag and the file."""
+    from opmlc_runtime.files import atomic_write
+
+    try:
+        return atomic_write(path, data)
+    except OSError as e:
+        raise OpmlcError(f"{flag} {path}: cannot write: {e.strerror or e}") from None
+
+
+def progress_printer() -> Callable[[str], None]:
+    """Progress lines on stderr, each with the seconds since the command started."""
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"opmlc: [{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return say

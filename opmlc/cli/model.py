@@ -1,0 +1,194 @@
+"""Commands on models and artifacts: ``ir``, ``quantize-report``, ``compile``, ``run``,
+``inspect``.
+
+    opmlc ir MODEL.onnx [--shape NAME=DIMS] [--no-fold-bn] [--scheme S [--calibrate F]]
+    opmlc quantize-report MODEL.onnx [--scheme S] [--calibrate F] [--shape NAME=DIMS]
+    opmlc compile MODEL.onnx -o M.opvm [--scheme S] [--calibrate F] [--shape ...] [-q]
+    opmlc run M.opvm --input x=x.npy [--engine native|vm|ref] [--commit] [--json] [-o O.npz]
+    opmlc inspect M.opvm [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from opmlc.cli.common import (
+    SCHEMES,
+    add_calibrate_arg,
+    add_input_arg,
+    add_shape_arg,
+    load_calibration,
+    parse_shape_flags,
+    progress_printer,
+    read_inputs,
+    write_file,
+)
+from opmlc.errors import OpmlcError
+
+# --- ir --------------------------------------------------------------------------------
+
+
+def args_ir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="ONNX model file")
+    add_shape_arg(p)
+    p.add_argument("--no-fold-bn", action="store_true",
+                   help="keep BatchNormalization separate from the preceding Conv")
+    p.add_argument("--scheme", choices=SCHEMES,
+                   help="print the quantized integer IR instead of the float IR")
+    add_calibrate_arg(p, "calibration inputs (arrays by input name) for --scheme")
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    """Import the model and print its IR text (the integer IR with ``--scheme``)."""
+    from opmlc.frontend import import_onnx
+    from opmlc.ir import print_graph
+
+    g = import_onnx(args.model, parse_shape_flags(args.shape),
+                    fold_batch_norm=not args.no_fold_bn)
+    if args.scheme:
+        from opmlc.quantize import quantize
+
+        g = quantize(g, args.scheme, load_calibration(args.calibrate)).graph
+    sys.stdout.write(print_graph(g))
+    return 0
+
+
+# --- quantize-report -------------------------------------------------------------------
+
+
+def args_quantize_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("--scheme", choices=SCHEMES, default="fixed")
+    add_calibrate_arg(p, "calibration inputs (arrays by input name); synthetic if omitted")
+    add_shape_arg(p)
+
+
+def cmd_quantize_report(args: argparse.Namespace) -> int:
+    from opmlc.frontend import import_onnx
+    from opmlc.quantize import quantize_report
+
+    g = import_onnx(args.model, parse_shape_flags(args.shape))
+    print(quantize_report(g, load_calibration(args.calibrate), args.scheme), end="")
+    return 0
+
+
+# --- compile ---------------------------------------------------------------------------
+
+
+def args_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("-o", "--output", required=True, help="output .opvm file")
+    p.add_argument("--scheme", choices=SCHEMES, default="fixed")
+    add_calibrate_arg(p, "calibration inputs by name")
+    add_shape_arg(p)
+    p.add_argument("--no-ir", action="store_true", help="do not embed the integer IR text")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="keep contractions, requants and clamps as separate nodes (no fusion)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress messages (by default each stage, and every tenth of the "
+                        "nodes on models with many, is reported on stderr)")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from opmlc.api import compile as compile_model
+
+    say = (lambda m: None) if args.quiet else progress_printer()
+    art = compile_model(args.model, scheme=args.scheme,
+                        calibration=load_calibration(args.calibrate),
+                        shapes=parse_shape_flags(args.shape), include_ir=not args.no_ir,
+                        progress=say, fuse=not args.no_fuse)
+    write_file(args.output, art.to_bytes())
+    m = art.meta
+    say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "
+        f"memory {m['memory']['total']} bytes (depth {m['depth']})")
+    return 0
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+def args_run(p: argparse.ArgumentParser) -> None:
+    from opmlc.api import ENGINES
+
+    p.add_argument("artifact", help=".opvm file")
+    add_input_arg(p)
+    p.add_argument("--engine", choices=ENGINES, default="native",
+                   help="native kernels, the VM, or the compiler's exact integer reference "
+                        "interpreter (all give the same bits and roots)")
+    p.add_argument("--commit", action="store_true",
+                   help="compute the state root after every graph node (phase-2 commitment)")
+    p.add_argument("--raw", action="store_true",
+                   help="the raw integer outputs (default: dequantized to float32 where the "
+                        "output has quantization parameters)")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs by name")
+    p.add_argument("--json", action="store_true",
+                   help='print {"engine", "outputs", "state_root", "steps"} (+ "initial_root", '
+                        '"node_roots" with --commit) as JSON')
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from opmlc.api import load
+    from opmlc_runtime.artifact import ArtifactError
+    from opmlc_runtime.engines import InputError
+
+    try:
+        model = load(args.artifact)
+        res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit)
+    except (ArtifactError, InputError) as e:
+        raise OpmlcError(str(e)) from None
+    outs = res.outputs if args.raw else model.dequantize(res.outputs)
+    if args.output:
+        out = args.output if args.output.endswith(".npz") else args.output + ".npz"
+        write_file(out, lambda f: np.savez(f, **outs))
+    if args.json:
+        d = res.to_json(args.commit)
+        d["outputs"] = {k: v.tolist() for k, v in outs.items()}
+        print(json.dumps(d))
+        return 0
+    for k, v in outs.items():
+        print(f"{k}: {v.dtype}{list(v.shape)} {np.array2string(v, threshold=20)}")
+    print(f"state_root: 0x{res.state_root.hex()}  steps: {res.steps}")
+    if args.commit:
+        for n, r in zip(model.meta["nodes"], res.node_roots, strict=True):
+            print(f"  {n['name']:<40} 0x{r.hex()}")
+    return 0
+
+
+# --- inspect ---------------------------------------------------------------------------
+
+
+def args_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help=".opvm file")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from opmlc_runtime.artifact import Artifact, ArtifactError
+
+    try:
+        art = Artifact.load(args.artifact)
+    except ArtifactError as e:
+        raise OpmlcError(str(e)) from None
+    m = art.meta
+    if args.json:
+        print(json.dumps(m, indent=1, sort_keys=True))
+        return 0
+    print(f"{args.artifact}: opvm format {m['format_version']}, ISA {m['isa_version']}, "
+          f"{m['compiler']}")
+    print(f"  source sha256 {m['source_sha256']}; options {json.dumps(m['options'])}")
+    print(f"  memory {m['memory']['total']} bytes, depth {m['depth']}; image "
+          f"{m['memory']['image_nbytes']} bytes; code {m['code']['nbytes']} bytes, halt at "
+          f"{m['code']['halt']:#x}")
+    for kind in ("inputs", "outputs"):
+        for s in m[kind]:
+            q = f" quant {json.dumps(s['quant'])}" if s["quant"] else ""
+            print(f"  {kind[:-1]} {s['name']}: {s['dtype']}{s['shape']} at "
+                  f"{s['address']:#x}{q}")
+    print(f"  {len(m['nodes'])} nodes, {m['total_steps']} steps:")
+    for n in m["nodes"]:
+        print(f"    {n['name']:<40} entry {n['entry']:#8x}  steps {n['steps']:>12}")
+    return 0
