@@ -80,7 +80,7 @@ class Calibration:
     envs: list[dict[str, np.ndarray]]  # float values of the first samples (for derived ranges)
 
 
-def _samples(g: Graph, calibration: dict[str, np.ndarray] | None, n_synth: int, seed: int
+def calibration_samples(g: Graph, calibration: dict[str, np.ndarray] | None, n_synth: int, seed: int
              ) -> list[dict[str, np.ndarray]]:
     if calibration:
         n = None
@@ -128,7 +128,7 @@ def calibrate(g: Graph, calibration: dict[str, np.ndarray] | None = None, n_synt
     """Per float value (min, max) over the samples; float values of the first ``keep``."""
     ranges: dict[str, tuple[float, float]] = {}
     envs = []
-    for i, s in enumerate(_samples(g, calibration, n_synth, seed)):
+    for i, s in enumerate(calibration_samples(g, calibration, n_synth, seed)):
         env = evaluate(g, s, return_all=True)
         for k, v in env.items():
             if v.dtype.kind != "f" or v.size == 0:
@@ -165,7 +165,8 @@ class _Q:
     def is_float(self, name: str) -> bool:
         return self.g.types[name].dtype in FLOAT_DTYPES
 
-    def rng(self, name: str) -> tuple[float, float]:
+    def value_range(self, name: str) -> tuple[float, float]:
+        """The calibrated (or, for a constant, exact) float range ``(lo, hi)`` of ``name``."""
         name = self.range_alias.get(name, name)
         if name in self.g.consts:
             a = self.g.consts[name].astype(np.float64)
@@ -173,7 +174,7 @@ class _Q:
         return self.cal.ranges.get(name, (0.0, 0.0))
 
     def act(self, name: str) -> QParams:
-        return self.pol.act(*self.rng(name))
+        return self.pol.act(*self.value_range(name))
 
     def get(self, name: str) -> tuple[str, QParams | None]:
         if name in self.qmap:
@@ -211,7 +212,7 @@ class _Q:
 
     def bound(self, fname: str, p: QParams, headroom: float = 16.0) -> float:
         """Nominal integer magnitude of value ``fname`` in params ``p`` (with headroom)."""
-        lo, hi = self.rng(fname)
+        lo, hi = self.value_range(fname)
         s = np.min(np.asarray(p.scale, np.float64))
         return (max(abs(lo), abs(hi)) / s + abs(p.zero_point) + 1) * headroom
 
@@ -263,7 +264,7 @@ def _acc_to_out(q: _Q, acc: str, acc_scale: np.ndarray, fout: str, base: str,
     r = np.asarray(acc_scale, np.float64) / py.scale
     if r.ndim and ch_shape is not None:
         r = r.reshape(ch_shape)
-    in_bits = bits_of(max(abs(v) for v in q.rng(fout)) / float(np.min(acc_scale)) * 16)
+    in_bits = bits_of(max(abs(v) for v in q.value_range(fout)) / float(np.min(acc_scale)) * 16)
     y = q.requant(acc, r, py, fout, in_bits=in_bits)
     q.set(fout, y, py)
 
@@ -415,7 +416,7 @@ def _div_act(q: _Q, qa_pa: tuple[str, QParams], qb_pb: tuple[str, QParams], b: s
             q.set(fout, y, py)
             return
     # t = (a - za) / (b - zb) * 2^k in i64 with ~24 significant bits, then requantize
-    ratio = max(abs(v) for v in q.rng(fout)) / (pa.scale / pb.scale)
+    ratio = max(abs(v) for v in q.value_range(fout)) / (pa.scale / pb.scale)
     k = int(min(max(23 - math.floor(math.log2(max(ratio, 1e-30))), -31), 31))
     t = q.emit("q.div", [qa, qb], {"a_zp": pa.zero_point, "b_zp": pb.zero_point, "shift": k,
                                    "dtype": "i64"}, fout + ".div")[0]
@@ -452,8 +453,8 @@ def _pow(q: _Q, n: Node) -> None:
 
 def _sqrt_of(q: _Q, x: str, fout: str) -> None:
     qx, px = q.get(x)
-    lo, hi = q.rng(fout)
-    py = q.pol.act(0.0, max(hi, math.sqrt(max(q.rng(x)[1], 0.0)), 1e-6))
+    lo, hi = q.value_range(fout)
+    py = q.pol.act(0.0, max(hi, math.sqrt(max(q.value_range(x)[1], 0.0)), 1e-6))
     if q.fixed:
         fy = min(py.frac_bits, (31 + px.frac_bits) // 2)
         py = QParams("i32", 2.0**-fy, 0, fy)
@@ -599,7 +600,7 @@ def _norm(q: _Q, n: Node) -> None:
     gamma = np.broadcast_to(consts[0].astype(np.float64), shp)
     fout = n.outputs[0]
     py = q.act(fout)
-    xb = max(abs(v) for v in q.rng(x)) / px.scale + abs(px.zero_point)
+    xb = max(abs(v) for v in q.value_range(x)) / px.scale + abs(px.zero_point)
     pre = max(0, bits_of(xb * 4) - 18)
     unit = px.scale * 2.0**pre
     eps = int(round(n.attrs["epsilon"] / unit**2 * 2.0 ** (2 * SD_BITS)))
@@ -714,7 +715,7 @@ def _lut_values(q: _Q, x: str, f: Callable[[np.ndarray], np.ndarray], fout: str
     if px.dtype == "i8":
         lo, k, nint = -128, 0, 255
     else:
-        lo_f, hi_f = q.rng(x)
+        lo_f, hi_f = q.value_range(x)
         w = max(hi_f - lo_f, 1e-6)
         lo_f, hi_f = lo_f - w / 8, hi_f + w / 8
         lo = math.floor(lo_f / px.scale) + px.zero_point
@@ -726,7 +727,7 @@ def _lut_values(q: _Q, x: str, f: Callable[[np.ndarray], np.ndarray], fout: str
     with np.errstate(all="ignore"):
         vals = np.asarray(f((codes - px.zero_point).astype(np.float64) * px.scale), np.float64)
     fin = vals[np.isfinite(vals)]
-    clo, chi = q.rng(fout) if fout in q.cal.ranges else (0.0, 0.0)
+    clo, chi = q.value_range(fout) if fout in q.cal.ranges else (0.0, 0.0)
     if px.dtype == "i8" and fout in q.cal.ranges:  # codes outside the calibrated range clip
         vlo, vhi = clo, chi
     else:

@@ -8,7 +8,7 @@ import numpy as np
 from opmlc.ir.graph import Graph
 from opmlc.ir.interp import evaluate
 from opmlc.quantize.interp import evaluate_int
-from opmlc.quantize.quantize import QuantizedModel, _samples, quantize
+from opmlc.quantize.quantize import QuantizedModel, calibration_samples, quantize
 
 
 def layer_errors(qm: QuantizedModel, graph: Graph, samples: list[dict[str, np.ndarray]]
@@ -45,7 +45,7 @@ def quantize_report(graph: Graph, calibration: dict[str, np.ndarray] | None = No
                     scheme: str = "fixed", max_samples: int = 16) -> str:
     """Quantize ``graph`` with ``calibration`` and tabulate per-layer errors (text)."""
     qm = quantize(graph, scheme, calibration)
-    samples = _samples(graph, calibration, 4, seed=1)[:max_samples]
+    samples = calibration_samples(graph, calibration, 4, seed=1)[:max_samples]
     rows = layer_errors(qm, graph, samples)
     lines = [f"quantize-report scheme={scheme} samples={len(samples)} "
              f"int-nodes={len(qm.graph.nodes)}",
