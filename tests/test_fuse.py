@@ -2,7 +2,8 @@
 
 * q.conv_rq / q.matmul_rq references == the composition q.clamp(q.requant(q.conv(...)))
   on random operands including dtype extremes and wrapping multipliers;
-* the pass fuses exactly the single-user chains and keeps everything else;
+* the pass fuses exactly the single-user chains and keeps everything else (pass tests
+  as before / expected IR text, compared structurally);
 * a compiled graph gives the same outputs fused and unfused on the reference, the
   native kernels and the VM, and the option is recorded in the artifact.
 """
@@ -12,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import opmlc.quantize  # noqa: F401 - registers q.*
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.fuse import fuse_requant
-from opmlc.ir.graph import Graph, Node, TensorType
+from opmlc.ir import Graph, Node, TensorType, parse_graph
 from opmlc.ir.ops import infer_types, run_ref
 from opmlc.quantize.interp import evaluate_int, verify_int
 from opmlc_runtime.engines import Program
@@ -80,80 +80,140 @@ def test_matmul_rq_is_the_composition(seed: int) -> None:
 
 
 # ---------------------------------------------------------------- the pass
+#
+# Pass tests as IR text (TVM Relax style): each case is a ``before`` graph and the graph
+# the pass must return, ``expected``, compared structurally (Graph.__eq__: nodes, attrs,
+# types, constants by content), and both are evaluated on the same input. Every case is
+# the chain x -> q.conv -> q.requant (per channel) [-> q.clamp] [+ extra users] -> outputs
+# over the constants of _PRELUDE (the weights by content hash: W).
+
+W = ((np.arange(108) * 37) % 256 - 128).astype(np.int8).reshape(4, 3, 3, 3)
+W.reshape(-1)[:2] = (-128, 127)  # the dtype's extremes
+
+_PRELUDE = """graph main(%x: i8[1,3,6,6]) {
+  %w: i8[4,3,3,3] = const #c3aef6f53e951b6f
+  %b: i32[4] = const [-7, 1000, 3, -250000]
+  %m: i64[4,1,1] = const [12345, 524288, 77, 999999]
+  %s: i64[4,1,1] = const [8, 12, 19, 15]
+"""
+
+CHAIN = _PRELUDE + """
+  %acc: i64[1,4,5,3] = q.conv(%x, %w, %b) {dilations=[1, 1], group=1, pads=[1, 0, 0, 1],
+                                           strides=[1, 2], w_zp=0, x_zp=0}
+  %y: i8[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i8", x_zp=0, zp=2}
+  %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
+  return %z
+}"""
+
+CHAIN_FUSED = _PRELUDE + """
+  %z: i8[1,4,5,3] = q.conv_rq(%x, %w, %b, %m, %s) {acc_zp=0, dilations=[1, 1], dtype="i8",
+      group=1, has_bias=1, has_rq_bias=0, hi=100, lo=0, pads=[1, 0, 0, 1], strides=[1, 2],
+      w_zp=0, x_zp=0, zp=2}
+  return %z
+}"""
+
+# no clamp: lo / hi are the dtype's range (the identity)
+NO_CLAMP = _PRELUDE + """
+  %acc: i64[1,4,5,3] = q.conv(%x, %w, %b) {dilations=[1, 1], group=1, pads=[1, 0, 0, 1],
+                                           strides=[1, 2], w_zp=0, x_zp=0}
+  %y: i8[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i8", x_zp=0, zp=2}
+  return %y
+}"""
+
+NO_CLAMP_FUSED = _PRELUDE + """
+  %y: i8[1,4,5,3] = q.conv_rq(%x, %w, %b, %m, %s) {acc_zp=0, dilations=[1, 1], dtype="i8",
+      group=1, has_bias=1, has_rq_bias=0, hi=127, lo=-128, pads=[1, 0, 0, 1],
+      strides=[1, 2], w_zp=0, x_zp=0, zp=2}
+  return %y
+}"""
+
+# a second user of the accumulator: nothing fuses
+EXTRA_ACC_USER = _PRELUDE + """
+  %acc: i64[1,4,5,3] = q.conv(%x, %w, %b) {dilations=[1, 1], group=1, pads=[1, 0, 0, 1],
+                                           strides=[1, 2], w_zp=0, x_zp=0}
+  %y: i8[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i8", x_zp=0, zp=2}
+  %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
+  %y2: i16[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i16", x_zp=0, zp=0}
+  return %z, %y2
+}"""
+
+# a second user of the requant's output: conv + requant fuse, both clamps stay
+EXTRA_Y_USER = _PRELUDE + """
+  %acc: i64[1,4,5,3] = q.conv(%x, %w, %b) {dilations=[1, 1], group=1, pads=[1, 0, 0, 1],
+                                           strides=[1, 2], w_zp=0, x_zp=0}
+  %y: i8[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i8", x_zp=0, zp=2}
+  %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
+  %z2: i8[1,4,5,3] = q.clamp(%y) {hi=5, lo=-5}
+  return %z, %z2
+}"""
+
+EXTRA_Y_USER_FUSED = _PRELUDE + """
+  %y: i8[1,4,5,3] = q.conv_rq(%x, %w, %b, %m, %s) {acc_zp=0, dilations=[1, 1], dtype="i8",
+      group=1, has_bias=1, has_rq_bias=0, hi=127, lo=-128, pads=[1, 0, 0, 1],
+      strides=[1, 2], w_zp=0, x_zp=0, zp=2}
+  %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
+  %z2: i8[1,4,5,3] = q.clamp(%y) {hi=5, lo=-5}
+  return %z, %z2
+}"""
+
+# the accumulator is a graph output: nothing fuses
+ACC_OUT = _PRELUDE + """
+  %acc: i64[1,4,5,3] = q.conv(%x, %w, %b) {dilations=[1, 1], group=1, pads=[1, 0, 0, 1],
+                                           strides=[1, 2], w_zp=0, x_zp=0}
+  %y: i8[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i8", x_zp=0, zp=2}
+  %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
+  return %z, %acc
+}"""
 
 
-def _chain(clamp: bool = True, extra_acc_user: bool = False, extra_y_user: bool = False,
-           acc_out: bool = False) -> Graph:
-    """x -> q.conv -> q.requant (per-channel) [-> q.clamp] [+ extra users] -> outputs."""
-    g = Graph()
-    g.inputs = ["x"]
-    g.types["x"] = TensorType("i8", (1, 3, 6, 6))
-    g.consts = {"w": rand("i8", (4, 3, 3, 3)), "b": rand("i32", (4,), extremes=False),
-                "m": RNG.integers(1, 1 << 20, (4, 1, 1)),
-                "s": RNG.integers(8, 20, (4, 1, 1))}
-    for k, v in g.consts.items():
-        g.types[k] = TensorType.of(v)
-
-    def node(op: str, ins: tuple[str, ...], out: str, attrs: dict) -> None:
-        g.types[out] = infer_types(op, [g.types[i] for i in ins], attrs)[0]
-        g.nodes.append(Node(op, ins, (out,), attrs))
-
-    node("q.conv", ("x", "w", "b"), "acc", {**CONV, "x_zp": 0, "w_zp": 0})
-    node("q.requant", ("acc", "m", "s"), "y", {"x_zp": 0, "zp": 2, "dtype": "i8"})
-    outs = []
-    if clamp:
-        node("q.clamp", ("y",), "z", {"lo": 0, "hi": 100})
-        outs.append("z")
-    else:
-        outs.append("y")
-    if extra_acc_user:
-        node("q.requant", ("acc", "m", "s"), "y2", {"x_zp": 0, "zp": 0, "dtype": "i16"})
-        outs.append("y2")
-    if extra_y_user:
-        node("q.clamp", ("y",), "z2", {"lo": -5, "hi": 5})
-        outs.append("z2")
-    if acc_out:
-        outs.append("acc")
-    g.outputs = outs
-    return verify_int(g)
+def _ir(text: str) -> Graph:
+    """The verified integer graph of IR text (hashed constants: the weights W)."""
+    return verify_int(parse_graph(text, consts={"w": W}))
 
 
 def _ops(g: Graph) -> list[str]:
     return [n.op for n in g.nodes]
 
 
+def _same_outputs(before: Graph, after: Graph) -> None:
+    x = {"x": rand("i8", (1, 3, 6, 6))}
+    ref, got = evaluate_int(before, x), evaluate_int(after, x)
+    for o in before.outputs:
+        np.testing.assert_array_equal(got[o], ref[o])
+
+
 def test_pass_fuses_conv_requant_clamp() -> None:
-    g = _chain()
+    g = _ir(CHAIN)
     f = fuse_requant(g)
+    assert f == _ir(CHAIN_FUSED)
     assert _ops(f) == ["q.conv_rq"]
     n = f.nodes[0]
     assert n.inputs == ("x", "w", "b", "m", "s") and n.outputs == ("z",)
     assert n.attrs["lo"] == 0 and n.attrs["hi"] == 100 and n.attrs["has_bias"] == 1
     assert set(f.types) == {"x", "w", "b", "m", "s", "z"}
-    x = {"x": rand("i8", (1, 3, 6, 6))}
-    np.testing.assert_array_equal(evaluate_int(f, x)["z"], evaluate_int(g, x)["z"])
+    _same_outputs(g, f)
 
 
-@pytest.mark.parametrize("kw, ops", [
-    ({"clamp": False}, ["q.conv_rq"]),
-    ({"extra_acc_user": True}, ["q.conv", "q.requant", "q.clamp", "q.requant"]),
-    ({"extra_y_user": True}, ["q.conv_rq", "q.clamp", "q.clamp"]),
-    ({"acc_out": True}, ["q.conv", "q.requant", "q.clamp"]),
+@pytest.mark.parametrize("before, expected, ops", [
+    pytest.param(NO_CLAMP, NO_CLAMP_FUSED, ["q.conv_rq"], id="no_clamp"),
+    pytest.param(EXTRA_ACC_USER, EXTRA_ACC_USER, ["q.conv", "q.requant", "q.clamp",
+                                                  "q.requant"], id="extra_acc_user"),
+    pytest.param(EXTRA_Y_USER, EXTRA_Y_USER_FUSED, ["q.conv_rq", "q.clamp", "q.clamp"],
+                 id="extra_y_user"),
+    pytest.param(ACC_OUT, ACC_OUT, ["q.conv", "q.requant", "q.clamp"], id="acc_out"),
 ])
-def test_pass_fuses_only_single_user_chains(kw: dict, ops: list[str]) -> None:
-    g = _chain(**kw)
+def test_pass_fuses_only_single_user_chains(before: str, expected: str, ops: list[str]) -> None:
+    g = _ir(before)
     f = fuse_requant(g)
+    assert f == _ir(expected)
     assert _ops(f) == ops
-    if kw.get("clamp") is False:  # no clamp: lo / hi are the dtype's range (identity)
+    if before == NO_CLAMP:  # no clamp: lo / hi are the dtype's range (identity)
         assert (f.nodes[0].attrs["lo"], f.nodes[0].attrs["hi"]) == (-128, 127)
-    x = {"x": rand("i8", (1, 3, 6, 6))}
-    ref, got = evaluate_int(g, x), evaluate_int(f, x)
-    for o in g.outputs:
-        np.testing.assert_array_equal(got[o], ref[o])
+    _same_outputs(g, f)
 
 
 def test_compiled_fused_equals_unfused_on_every_engine() -> None:
-    g = _chain(extra_y_user=True)
+    g = _ir(EXTRA_Y_USER)
     fused, plain = compile_graph(g), compile_graph(g, options={"fuse": False})
     assert fused.meta["options"]["fuse"] is True and plain.meta["options"]["fuse"] is False
     assert [n["op"] for n in fused.meta["nodes"]] == ["q.conv_rq", "q.clamp", "q.clamp"]
@@ -175,7 +235,7 @@ def test_compiled_fused_equals_unfused_on_every_engine() -> None:
 def test_plain_native_runs_reuse_the_buffer_without_restoring() -> None:
     """A plain run skips restoring the previous run's bytes: its final root must still be
     the root of a fresh run (every node rewrites all of its output bytes)."""
-    g = _chain(extra_y_user=True)
+    g = _ir(EXTRA_Y_USER)
     art = compile_graph(g)
     prog = Program(art)
     xs = [{"x": rand("i8", (1, 3, 6, 6))} for _ in range(3)]
