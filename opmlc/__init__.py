@@ -1,9 +1,11 @@
 """opmlc: a compiler toolchain for verifiable (optimistic) ML inference.
 
 Pipeline: ``frontend`` (ONNX -> IR) -> ``ir`` -> ``quantize`` (float IR -> integer IR)
--> ``backend`` (integer IR -> VM bytecode, native kernels, Solidity verifier).
+-> ``backend`` (integer IR -> VM bytecode, native kernels).
 The execution side (ISA, reference VM, Merkle state) lives in ``opmlc_runtime``
-(the ``runtime/`` folder), which never imports the compiler.
+(the ``runtime/`` folder), which never imports the compiler; the generators that
+consume the ISA table (Solidity verifier, ISA.md tables) in ``opmlc_isagen``
+(the ``isagen/`` folder).
 """
 
 __version__ = "0.1.0"
