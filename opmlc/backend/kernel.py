@@ -26,14 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from opmlc_runtime.dtypes import TABLE
+
 MASK = (1 << 64) - 1
 
-# dtype -> (bytes, signed) for values in memory
+# dtype -> (bytes, signed) for values in memory (the machine's table, opmlc_runtime.dtypes)
 DTYPE_INFO: dict[str, tuple[int, bool]] = {
-    "i8": (1, True), "u8": (1, False), "bool": (1, False), "i16": (2, True),
-    "u16": (2, False), "i32": (4, True), "u32": (4, False), "i64": (8, True),
-    "u64": (8, False),
-}
+    name: (d.size, d.signed) for name, d in TABLE.items() if d.is_int}
 
 R_OPS = frozenset({"add", "sub", "mul", "mulh", "and", "or", "xor", "sll", "srl", "sra",
                    "srar", "slt", "sltu", "min", "max", "div"})
@@ -226,8 +225,16 @@ def cmov(a: ExprLike, c: ExprLike, d: ExprLike) -> Expr:
     return op("cmov", a, c, d)
 
 
-SAT_BITS = {"i8": ("sat", 8), "i16": ("sat", 16), "i32": ("sat", 32), "i64": ("sat", 64),
-            "u8": ("satu", 8), "u16": ("satu", 16), "u32": ("satu", 32), "bool": ("satu", 1)}
+def _sat_of(name: str) -> tuple[str, int]:
+    """The instruction and width that clamp a word to the range of ``name``."""
+    d = TABLE[name]
+    if d.kind == "bool":
+        return "satu", 1
+    return ("sat" if d.signed else "satu"), 8 * d.size
+
+
+# u64 has none: satu clamps to at most 63 bits (norm:sat)
+SAT_BITS = {name: _sat_of(name) for name, d in TABLE.items() if d.is_int and name != "u64"}
 
 
 def saturate(x: ExprLike, dtype: str) -> Expr:
