@@ -230,3 +230,15 @@ def test_cmd_ir_prints_parseable_text(capsys: pytest.CaptureFixture[str]) -> Non
     g = import_onnx(path)
     assert text == print_graph(g)
     assert verify(parse_graph(text, consts=g.consts)) == g
+
+
+def test_verifier_check(tmp_path: Path, capsys) -> None:
+    """`opmlc verifier --check` passes on the committed contract and fails on a stale one."""
+    assert main(["verifier", "--check"]) == 0
+    assert main(["verifier", "-o", str(tmp_path)]) == 0
+    (contract,) = tmp_path.glob("*.sol")
+    assert main(["verifier", "-o", str(tmp_path), "--check"]) == 0
+    contract.write_text(contract.read_text().replace("pragma", "// pragma", 1))
+    capsys.readouterr()
+    line = _one_error_line(capsys, "verifier", "-o", tmp_path, "--check")
+    assert "out of date" in line and contract.name in line

@@ -176,15 +176,29 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def args_verifier(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", required=True, help="directory to write the contract to")
+    p.add_argument("-o", "--output", help="directory to write the contract to (default: "
+                   "bring the committed contracts/generated/ up to date)")
+    p.add_argument("--check", action="store_true",
+                   help="only check that contracts/generated/ is up to date (exit 1 if not)")
 
 
 def cmd_verifier(args: argparse.Namespace) -> int:
     try:
-        from opmlc_isagen.solidity import write_verifier
+        from opmlc_isagen.solidity import update_generated, write_verifier
     except ImportError as e:
         raise OpmlcError("the Solidity verifier generator (opmlc_isagen.solidity) is not "
                          f"available: {e}") from None
-    for path in write_verifier(Path(args.output)):
-        print(path)
+    if args.output and not args.check:
+        for path in write_verifier(Path(args.output)):
+            print(path)
+        return 0
+    stale = update_generated(Path(args.output), args.check) if args.output else \
+        update_generated(check=args.check)
+    if args.check and stale:
+        raise OpmlcError(f"{', '.join(map(str, stale))} out of date with runtime/isa.py; run "
+                         "`opmlc verifier`")
+    for path in stale:
+        print(f"{path}: updated")
+    if not stale:
+        print("contracts/generated: up to date")
     return 0
