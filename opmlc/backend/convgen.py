@@ -27,13 +27,14 @@ from opmlc.backend.kernel import DTYPE_INFO, ConvSpec, Kernel
 # When x - x_zp and w - w_zp fit 32 bits (from the dtype ranges, so for every input) the
 # products are formed from sign-extended 32-bit halves (x86 vpmuldq): exact all the same.
 
-NR = 16
-MR = 4
-MAX_PARTS = 64
-SCRATCH = "@opmlc_scratch"
+NR = 16          # columns of an i64 panel (two <8 x i64> vectors)
+MR = 4           # rows of the i64 register tile
+MAX_PARTS = 64   # threads the scratch global has room for (runtime: MAX_THREADS)
+SCRATCH = "@opmlc_scratch"  # the module's private scratch, one slice per part (thread)
 
 
 def _drange(dtype: str) -> tuple[int, int]:
+    """(min, max) of a dtype's values."""
     size, signed = DTYPE_INFO[dtype]
     bits = 8 * size
     if dtype == "bool":
