@@ -165,8 +165,9 @@ class Kernel:
 
     ``native``: an optional description of the same computation (a conv's shapes,
     addresses and zero points: :class:`ConvSpec`) from which ``llvmgen`` emits a tiled,
-    vectorised kernel instead of rendering ``body``; it must write exactly the bytes
-    ``body`` writes (tests/test_native*.py check it). The VM always runs ``body``."""
+    vectorised kernel (``convgen``) instead of rendering ``body``; it must write exactly
+    the bytes ``body`` writes (tests/test_native*.py check it). The VM always runs
+    ``body``."""
 
     name: str
     body: list[Stmt] = field(default_factory=list)
