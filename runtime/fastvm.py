@@ -67,7 +67,7 @@ C_BUDGET = 33  # in: steps allowed; out: steps left
 C_BASE = 34  # address of mem.buffer
 C_LIMIT = 35  # mem.allocated: the dense part [0, limit)
 C_DMAP = 36  # address of the dirty-leaf byte map (one byte per dense leaf)
-C_CODE_LO = 37  # stores into [code_lo, code_hi) exit (translated code)
+C_CODE_LO = 37  # stores into 8-byte words [code_lo, code_hi) exit (translated code)
 C_CODE_HI = 38
 C_DLO = 39  # in/out: lowest dirty leaf (MASK when none)
 C_DHI = 40  # in/out: highest dirty leaf
@@ -110,7 +110,7 @@ def _targets(pc: int, word: bytes) -> tuple[list[int], bool, bool]:
     if ins.fmt is Fmt.JAL:
         return [(pc + d.imm) & MASK, nxt], False, True  # nxt: the return address
     if ins.fmt is Fmt.JALR:
-        return [nxt], False, True
+        return [], False, True  # dynamic target: found at run time
     return [nxt], True, False
 
 
@@ -297,7 +297,8 @@ class _Emitter:
             al = self.op(f"and i64 {ea}, {size - 1}")
             bad = self.op(f"or i1 {bad}, {self.op(f'icmp ne i64 {al}, 0')}")
         if store:
-            off = self.op(f"sub i64 {ea}, %clo")
+            wd = self.op(f"lshr i64 {ea}, 3")  # in 8-byte words: the top word fits
+            off = self.op(f"sub i64 {wd}, %clo")
             bad = self.op(f"or i1 {bad}, {self.op(f'icmp ult i64 {off}, %clen')}")
         ok = f"%ok{self.n}"
         self.emit(f"br i1 {bad}, label {xlabel}, label {ok}, !prof !0")
@@ -635,7 +636,7 @@ class FastVM:
                     self._ref_step()
                     done += 1
                     left -= 1
-            elif why == SLOW:
+            elif why == SLOW and left > 0:  # (a halt right after a block may be past it)
                 self._ref_step()
                 done += 1
                 left -= 1
@@ -706,8 +707,8 @@ class FastVM:
         ctx[C_DMAP] = self._dmap.ctypes.data
         lo = min(s.lo for s in self._segments)
         hi = max(s.hi for s in self._segments)
-        ctx[C_CODE_LO] = lo
-        ctx[C_CODE_HI] = max(hi, lo)
+        ctx[C_CODE_LO] = lo // INSTR_SIZE
+        ctx[C_CODE_HI] = hi // INSTR_SIZE
         ctx[C_DLO] = MASK
         ctx[C_DHI] = 0
         why = seg.fn(ctx.ctypes.data)
