@@ -20,6 +20,9 @@ output, as it stands at that node's boundary, to ``res.tensors`` (decoded with
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,10 +32,55 @@ import numpy as np
 from opmlc.errors import OpmlcError
 from opmlc_runtime.artifact import Artifact
 from opmlc_runtime.dtypes import np_dtype
+from opmlc_runtime.edge import EdgeWarning
 from opmlc_runtime.engines import Program, RunResult
 from opmlc_runtime.files import read_npz
 
 ENGINES = ("native", "vm", "ref")
+
+
+class IndexWarning(UserWarning):
+    """An integer input used as a gather index lies outside its table: every engine clamps
+    it (spec/QUANT.md, "Movement ops"), which is defined but rarely what was meant."""
+
+
+# One equation of the IR text: %out: T[shape] = op(%a, %b, ...) {attrs}
+_VAR = r'%("(?:[^"\\]|\\.)*"|[^\s:,(){}]+)'
+_EQ = re.compile(rf"^\s*{_VAR}: (\w+)\[([\d,]*)\] = (\w+)\(([^)]*)\)(?: \{{(.*)\}})?\s*$")
+_DECL = re.compile(rf"{_VAR}: (\w+)\[([\d,]*)\]")
+_PASS = {"reshape", "transpose", "expand", "squeeze", "unsqueeze", "flatten", "tile", "slice"}
+
+
+def _name(tok: str) -> str:
+    return json.loads(tok) if tok.startswith('"') else tok
+
+
+def index_uses(ir_text: str) -> dict[str, list[tuple[str, str, int]]]:
+    """Graph inputs used (directly or through reshape-like movement ops) as the index
+    operand of a gather / gather_elements: input -> [(node output, op, axis length)]."""
+    shapes: dict[str, list[int]] = {}
+    for m in _DECL.finditer(ir_text.split("\n", 1)[0]):
+        shapes[_name(m.group(1))] = [int(d) for d in m.group(3).split(",") if d]
+    root: dict[str, str] = {k: k for k in shapes}  # value -> the graph input it copies
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for line in ir_text.splitlines()[1:]:
+        d = _DECL.match(line.strip())
+        if d:
+            shapes[_name(d.group(1))] = [int(v) for v in d.group(3).split(",") if v]
+        m = _EQ.match(line)
+        if not m:
+            continue
+        y, op = _name(m.group(1)), m.group(4)
+        args = [_name(a.strip()[1:]) for a in m.group(5).split(",") if a.strip()]
+        if op in _PASS and args and args[0] in root:
+            root[y] = root[args[0]]
+        elif op in ("gather", "gather_elements") and len(args) == 2 and args[1] in root:
+            ax = re.search(r"axis=(-?\d+)", m.group(6) or "")
+            xs = shapes.get(args[0])
+            if ax and xs:
+                out.setdefault(root[args[1]], []).append(
+                    (y, op, xs[int(ax.group(1)) % len(xs)]))
+    return out
 
 
 def _qdict(p: Any) -> dict | None:
@@ -113,18 +161,82 @@ class Model:
         self.artifact = artifact
         self.program = Program(artifact)
         self._ref_graph = None
+        self._index_uses: dict[str, list[tuple[str, str, int]]] | None = None
 
     @property
     def meta(self) -> dict:
         return self.artifact.meta
 
     def run(self, inputs: dict[str, np.ndarray], engine: str = "native",
-            commit: bool = False, capture: bool = False) -> RunResult:
-        if engine == "ref":
-            return self._run_ref(inputs, commit, capture)
+            commit: bool = False, capture: bool = False, saturate: bool = False
+            ) -> RunResult:
+        """Run on ``engine``. A float input holding NaN, +-inf or values outside its
+        quantized range is refused (``InputError``) unless ``saturate``: then it is
+        clamped by the edge rule and an :class:`EdgeWarning` says how many values were.
+        Integer inputs used as gather indices outside their table are clamped by every
+        engine alike (spec/QUANT.md) and announced by an :class:`IndexWarning` first."""
         if engine not in ENGINES:
             raise OpmlcError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        for msg in self.index_warnings(inputs):
+            warnings.warn(msg, IndexWarning, stacklevel=2)
+        if saturate:
+            inputs = self.encode_inputs(inputs, saturate=True)
+        if engine == "ref":
+            return self._run_ref(inputs, commit, capture)
         return self.program.run(inputs, engine, commit, capture)
+
+    def encode_inputs(self, inputs: dict[str, np.ndarray], saturate: bool = False
+                      ) -> dict[str, np.ndarray]:
+        """The integer arrays the engines write into S0 (float inputs quantized by the edge
+        rule and its policy; with ``saturate`` an :class:`EdgeWarning` per clamped input)."""
+        self.program.check_names(inputs)
+        notes: list[str] = []
+        out = {}
+        for sig in self.program.inputs:
+            raw = self.program.encode_input(sig, inputs, saturate, notes)
+            out[sig["name"]] = raw.view(np_dtype(sig["dtype"])).reshape(sig["shape"])
+        for msg in notes:
+            warnings.warn(msg, EdgeWarning, stacklevel=3)
+        return out
+
+    def index_warnings(self, inputs: dict[str, np.ndarray]) -> list[str]:
+        """One line per integer input whose values index past a gather's table (they run,
+        clamped to [0, n - 1] after adding n to a negative index: spec/QUANT.md)."""
+        if self._index_uses is None:
+            text = self.artifact.ir_text
+            self._index_uses = index_uses(text) if text and any(
+                s.get("quant") is None for s in self.program.inputs) else {}
+        msgs = []
+        for name, uses in self._index_uses.items():
+            x = inputs.get(name)
+            if x is None:
+                continue
+            x = np.asarray(x)
+            if x.dtype.kind not in "iub" or not x.size:
+                continue
+            x = x.astype(np.int64, copy=False) if x.dtype.kind != "u" else x
+            for y, op, n in uses:
+                bad = int(np.count_nonzero((x < -n) | (x >= n)))
+                if bad:
+                    msgs.append(f"input {name!r}: {bad} of {x.size} indices outside "
+                                f"[-{n}, {n - 1}] for {op} -> {y} (a table of {n}); every "
+                                f"engine clamps them to [0, {n - 1}] (spec/QUANT.md)")
+        return msgs
+
+    def trace(self, inputs: dict[str, np.ndarray], engine: str = "native"):
+        """The phase-2 trace (:class:`opmlc_runtime.trace.Phase2`): S_0..S_n, the final root,
+        the commitment and inclusion proofs (``opmlc trace``)."""
+        from opmlc_runtime.trace import phase2
+
+        return phase2(self.program, inputs, engine)
+
+    def node_trace(self, inputs: dict[str, np.ndarray], node: int,
+                   checkpoints: str | Path | None = None, engine: str = "vm"):
+        """The phase-1 trace of node ``node`` (1-based; :class:`opmlc_runtime.trace.
+        NodeReplay`): ``.root(t)``, ``.prove(t)``, ``.state(t)`` at any step of the node."""
+        from opmlc_runtime.trace import NodeReplay
+
+        return NodeReplay(self.program, inputs, node, checkpoints, engine=engine)
 
     def dequantize(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs with quantization parameters as float32; the others unchanged."""
@@ -179,4 +291,4 @@ def load(path: str | Path) -> Model:
     return Model(Artifact.load(path))
 
 
-__all__ = ["ENGINES", "Model", "compile", "load"]
+__all__ = ["ENGINES", "IndexWarning", "Model", "compile", "index_uses", "load"]

@@ -94,7 +94,8 @@ def _float_factory(graph: Graph) -> Runner:
 def _int_factory(graph: Graph) -> Runner:
     from opmlc.quantize import quantize
 
-    return lambda inputs: quantize(graph, "fixed", dict(inputs)).run(inputs)
+    # conformance inputs may hold NaN / inf (IsNaN, ...): saturate as the edge rule says
+    return lambda inputs: quantize(graph, "fixed", dict(inputs)).run(inputs, saturate=True)
 
 
 def _compiled_factory(engine: str, step_cap: int | None = None) -> Factory:
@@ -110,7 +111,7 @@ def _compiled_factory(engine: str, step_cap: int | None = None) -> Factory:
             if step_cap is not None and steps > step_cap:
                 raise StepCapExceeded(f"{steps} VM steps exceed the {engine} engine's cap of "
                                       f"{step_cap}")
-            res = Program(art).run(qm.quantize_inputs(inputs), engine)
+            res = Program(art).run(qm.quantize_inputs(inputs, saturate=True), engine)
             return qm.dequantize_outputs(res.outputs)
 
         return run

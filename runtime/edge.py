@@ -13,11 +13,20 @@ Parameters ``q`` are the artifact's ``quant`` dict: ``dtype`` (an integer dtype 
     quantize:   q = sat_T(floor(x / scale + 1/2) + zero_point)      (float64 arithmetic)
                 NaN gives zero_point, +-inf saturate
     dequantize: x = float32((q - zero_point) * scale)                (float64 arithmetic)
+
+A model *input* holding a value the rule cannot represent (NaN, +-inf, or one whose
+``floor(x / scale + 1/2) + zero_point`` lies outside T) is refused by
+:func:`quantize_input` with an :class:`EdgeError` naming the input and counting the bad
+values, unless the caller asks to saturate (``saturate=True``, the CLI's
+``--saturate``): then :func:`quantize` is applied as written above and the count is
+reported (spec/QUANT.md §2.1). Weights and calibration data go through
+:func:`quantize` directly (the compiler has already checked them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,10 +67,91 @@ def quantize(x: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
     return np.clip(v.astype(np.int64) + zp, info.min, info.max).astype(dt)
 
 
+class EdgeError(ValueError):
+    """A float input holds values the model cannot represent (and saturation was not asked)."""
+
+
+class EdgeWarning(UserWarning):
+    """Values of a float input were saturated (``saturate=True``)."""
+
+
+@dataclass(frozen=True)
+class EdgeReport:
+    """How many elements of a float input the edge rule cannot represent, by kind."""
+
+    size: int
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    above: int = 0  # finite, floor(x / scale + 1/2) + zero_point > max of T
+    below: int = 0  # finite, < min of T
+
+    @property
+    def bad(self) -> int:
+        return self.nan + self.posinf + self.neginf + self.above + self.below
+
+    def describe(self) -> str:
+        """e.g. ``"3 of 64 values are not representable (2 NaN, 1 above the range)"``."""
+        parts = [f"{n} {what}" for n, what in (
+            (self.nan, "NaN"), (self.posinf, "+inf"), (self.neginf, "-inf"),
+            (self.above, "above the range"), (self.below, "below the range")) if n]
+        return (f"{self.bad} of {self.size} value{'s' if self.size != 1 else ''} "
+                f"{'is' if self.bad == 1 else 'are'} not representable ({', '.join(parts)})")
+
+
+def real_range(q: Mapping[str, Any]) -> tuple[float, float]:
+    """The real values ``[lo, hi]`` that quantize into T without saturating (for a
+    per-channel scale, those of the smallest scale)."""
+    s = float(np.min(np.abs(np.asarray(q["scale"], np.float64))))
+    lo, hi = _code_bounds(q)
+    return (lo - 0.5) * s, (hi + 0.5) * s
+
+
+def _code_bounds(q: Mapping[str, Any]) -> tuple[float, float]:
+    """Bounds on ``floor(x / scale + 1/2)`` (before adding the zero point) that
+    :func:`quantize` keeps exactly; 64-bit types clamp at +-2^62 first."""
+    info = np.iinfo(np_dtype(q["dtype"]))
+    zp = int(q["zero_point"])
+    lo, hi = float(int(info.min) - zp), float(int(info.max) - zp)
+    if info.bits == 64:
+        lo, hi = max(lo, -(2.0**62)), min(hi, 2.0**62)
+    return lo, hi
+
+
+def check(x: np.ndarray, q: Mapping[str, Any]) -> EdgeReport:
+    """Count the elements of ``x`` that :func:`quantize` cannot represent exactly."""
+    v = np.asarray(x, np.float64)
+    nan, pinf, ninf = (int(np.count_nonzero(m)) for m in (
+        np.isnan(v), np.isposinf(v), np.isneginf(v)))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        c = np.floor(v / _scale(q, v.ndim) + 0.5)
+        lo, hi = _code_bounds(q)
+        fin = np.isfinite(v)
+        above = int(np.count_nonzero(fin & (c > hi)))
+        below = int(np.count_nonzero(fin & (c < lo)))
+    return EdgeReport(int(v.size), nan, pinf, ninf, above, below)
+
+
+def quantize_input(x: np.ndarray, q: Mapping[str, Any], name: str,
+                   saturate: bool = False) -> tuple[np.ndarray, EdgeReport]:
+    """:func:`quantize` for a model input, with the policy of spec/QUANT.md §2.1: values
+    the rule cannot represent raise :class:`EdgeError` (naming ``name`` and the counts)
+    unless ``saturate``; the report says how many were saturated."""
+    rep = check(x, q)
+    if rep.bad and not saturate:
+        lo, hi = real_range(q)
+        raise EdgeError(f"input {name!r}: {rep.describe()}; the input's quantized range "
+                        f"is about [{lo:.6g}, {hi:.6g}] ({q['dtype']}); fix the data, or "
+                        "pass --saturate (saturate=True) to clamp them (NaN -> zero point; "
+                        "spec/QUANT.md 2.1)")
+    return quantize(x, q), rep
+
+
 def dequantize(v: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
     """``float32((v - zero_point) * scale)``."""
     v = np.asarray(v)
     return ((v.astype(np.float64) - q["zero_point"]) * _scale(q, v.ndim)).astype(np.float32)
 
 
-__all__ = ["dequantize", "quantize"]
+__all__ = ["EdgeError", "EdgeReport", "EdgeWarning", "check", "dequantize", "quantize",
+           "quantize_input", "real_range"]

@@ -34,7 +34,7 @@ import numpy as np
 
 from opmlc_runtime import edge
 from opmlc_runtime.artifact import Artifact, ArtifactError
-from opmlc_runtime.dtypes import np_dtype
+from opmlc_runtime.dtypes import int_range, np_dtype
 from opmlc_runtime.isa import NUM_REGS, Status
 from opmlc_runtime.merkle import Memory
 from opmlc_runtime.state import CoreState, state_root
@@ -75,6 +75,21 @@ class RunResult:
             d["initial_root"] = "0x" + (self.initial_root or b"").hex()
             d["node_roots"] = ["0x" + r.hex() for r in self.node_roots]
         return d
+
+
+def _shape_mismatch(name: str, got: tuple[int, ...], want: tuple[int, ...],
+                    dtype: str) -> str:
+    """Why an input's shape is refused, naming the axis and how to fix it."""
+    head = f"input {name!r} has shape {list(got)}, the model expects {dtype}{list(want)}"
+    if len(got) != len(want):
+        same = int(np.prod(got, dtype=np.int64)) == int(np.prod(want, dtype=np.int64))
+        fix = (f"reshape it to {list(want)} (the same {int(np.prod(want, dtype=np.int64))} "
+               "values)" if same else "give an array of that shape")
+        return f"{head}: rank {len(got)} instead of {len(want)}; {fix}"
+    ax = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+    return (f"{head}: axis {ax} has {got[ax]} instead of {want[ax]}; give an array of "
+            "that shape (shapes are fixed at compile time: recompile with --shape to "
+            "change one)")
 
 
 def _scale_str(s: float | list) -> str:
@@ -161,9 +176,12 @@ class Program:
             mem.load_image(int(sig["address"]), self.encode_input(sig, inputs))
         return mem
 
-    def encode_input(self, sig: dict, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The bytes of input ``sig`` (float: quantized by the edge rule; integer: checked
-        to fit the declared dtype)."""
+    def encode_input(self, sig: dict, inputs: dict[str, np.ndarray], saturate: bool = False,
+                     notes: list[str] | None = None) -> np.ndarray:
+        """The bytes of input ``sig``: a float array quantized by the edge rule, refused
+        when it holds values the rule cannot represent (NaN, +-inf, out of range) unless
+        ``saturate`` (then clamped, and a line appended to ``notes``); an integer array
+        checked to fit the declared dtype. The shape must be the signature's exactly."""
         name = sig["name"]
         if name not in inputs:
             raise InputError(f"missing input {name!r}; the model takes {self.signature()}")
@@ -175,24 +193,28 @@ class Program:
             raise InputError(f"input {name!r} is a {type(inputs[name]).__name__} of "
                              f"{x.dtype}, not a numeric array; the model takes "
                              f"{self.signature()}")
-        shape = tuple(sig["shape"])
+        shape = tuple(int(d) for d in sig["shape"])
         if x.shape != shape:
-            if x.size == int(np.prod(shape, dtype=np.int64)) and x.ndim != len(shape):
-                x = x.reshape(shape)
-            else:
-                raise InputError(f"input {name!r} has shape {list(x.shape)}, the model "
-                                 f"expects {sig['dtype']}{list(shape)}")
+            raise InputError(_shape_mismatch(name, x.shape, shape, sig["dtype"]))
         dt = np_dtype(sig["dtype"])
         if x.dtype.kind == "f":
             if sig.get("quant") is None:
                 raise InputError(f"input {name!r} is {x.dtype} but the model takes "
                                  f"{sig['dtype']}{list(shape)} integers without "
                                  "quantization parameters")
-            x = edge.quantize(x, sig["quant"])
+            try:
+                x, rep = edge.quantize_input(x, sig["quant"], name, saturate)
+            except edge.EdgeError as e:
+                raise InputError(str(e)) from None
+            if rep.bad and notes is not None:
+                notes.append(f"input {name!r}: {rep.describe()}; saturated (--saturate)")
         else:
             c = x.astype(dt)
             if not np.array_equal(c, x):
-                raise InputError(f"input {name!r} ({x.dtype}) does not fit {sig['dtype']}")
+                bad = int(np.count_nonzero(c != x))
+                lo, hi = int_range(sig["dtype"])
+                raise InputError(f"input {name!r} ({x.dtype}) does not fit {sig['dtype']}: "
+                                 f"{bad} of {x.size} values outside [{lo}, {hi}]")
             x = c
         return np.ascontiguousarray(x.astype(dt)).view(np.uint8).reshape(-1)
 

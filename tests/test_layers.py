@@ -159,23 +159,43 @@ def test_runtime_runs_without_the_compiler() -> None:
 def test_one_edge_rule(scheme: str) -> None:
     """The compiler's quantization of an input (QuantizedModel.quantize_inputs) and the
     bytes the runtime writes into S0 for the same float input are the same, including
-    NaN, +-inf, huge values and ties (x / scale + 1/2 exactly an integer)."""
+    ties (x / scale + 1/2 exactly an integer); with NaN, +-inf and huge values both refuse
+    by default (norm:edge-refuse) and both saturate alike when asked (norm:edge-saturate)."""
     from opmlc import api
     from opmlc.frontend import import_onnx
     from opmlc.quantize import quantize
+    from opmlc.quantize.quantize import QuantizeError
     from opmlc_runtime.dtypes import np_dtype
+    from opmlc_runtime.edge import real_range
+    from opmlc_runtime.engines import InputError
 
     qm = quantize(import_onnx(ROOT / "models" / "digits_cnn.onnx"), scheme)
     prog = api.Model(api.compile(qm)).program
     sig = prog.inputs[0]
+    name = sig["name"]
     rng = np.random.default_rng(0)
-    x = rng.normal(0, 8, sig["shape"]).astype(np.float32)
+    lo, hi = real_range(sig["quant"])
+    x = np.clip(rng.normal(0, 8, sig["shape"]), lo / 2, hi / 2).astype(np.float32)
     flat = x.reshape(-1)
     s = float(np.asarray(sig["quant"]["scale"]).reshape(-1)[0])
-    flat[:8] = [np.nan, np.inf, -np.inf, 3e38, -3e38, 0.5 * s, -0.5 * s, 2.5 * s]
-    want = qm.quantize_inputs({sig["name"]: x})[sig["name"]]
-    got = prog.encode_input(sig, {sig["name"]: x}).view(np_dtype(sig["dtype"]))
+    flat[:3] = [0.5 * s, -0.5 * s, 2.5 * s]
+    want = qm.quantize_inputs({name: x})[name]
+    got = prog.encode_input(sig, {name: x}).view(np_dtype(sig["dtype"]))
     np.testing.assert_array_equal(got, np.asarray(want).reshape(-1))
+
+    flat[3:8] = [np.nan, np.inf, -np.inf, 3e38, -3e38]
+    with pytest.raises(QuantizeError, match=rf"input '{name}': 5 of {x.size} values are "
+                       r"not representable \(1 NaN, 1 \+inf, 1 -inf, 1 above the range, "
+                       r"1 below the range\)"):
+        qm.quantize_inputs({name: x})
+    with pytest.raises(InputError, match=rf"input '{name}': 5 of {x.size} values"):
+        prog.encode_input(sig, {name: x})
+    want = qm.quantize_inputs({name: x}, saturate=True)[name]
+    notes: list[str] = []
+    got = prog.encode_input(sig, {name: x}, saturate=True, notes=notes).view(
+        np_dtype(sig["dtype"]))
+    np.testing.assert_array_equal(got, np.asarray(want).reshape(-1))
+    assert len(notes) == 1 and "5 of" in notes[0]
 
 
 def test_one_dtype_table() -> None:

@@ -1,6 +1,7 @@
 """The ``opmlc`` command line. All command-line code lives in this package.
 
     opmlc ir | quantize-report | compile | run | inspect     models and artifacts (model.py)
+    opmlc trace                                              challenge traces (trace.py)
     opmlc asm | disasm | vm | spec | verifier                the machine itself (machine.py)
 
 Flags shared by several commands (``--shape``, ``--calibrate``, ``--input``), array
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from opmlc import __version__
-from opmlc.cli import machine, model
+from opmlc.cli import machine, model, trace
 from opmlc.errors import OpmlcError
 from opmlc_isagen.solc import SolcError
 
@@ -34,6 +36,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None],
      model.args_inspect, model.cmd_inspect),
     ("quantize-report", "per-layer quantization error against the float reference",
      model.args_quantize_report, model.cmd_quantize_report),
+    ("trace", "challenge traces: phase-2 roots and commitment, inclusion proofs, phase-1 "
+     "roots and one-step witnesses", trace.args_trace, trace.cmd_trace),
     ("asm", "assemble a .s file into a binary image", machine.args_asm, machine.cmd_asm),
     ("disasm", "disassemble a binary image", machine.args_disasm, machine.cmd_disasm),
     ("vm", "run a program on the reference stepper, or prove one step", machine.args_vm,
@@ -65,9 +69,20 @@ def _one_line(err: BaseException) -> str:
     return " ".join(msg.split())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line on stderr, like an error (no file / line of Python source)."""
+    print(f"opmlc: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 usage)."""
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:

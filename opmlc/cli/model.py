@@ -122,6 +122,10 @@ def args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true",
                    help="the raw integer outputs (default: dequantized to float32 where the "
                         "output has quantization parameters)")
+    p.add_argument("--saturate", action="store_true",
+                   help="clamp float input values the model cannot represent (NaN -> zero "
+                        "point, +-inf and out-of-range values -> the ends of the range) and "
+                        "report how many, instead of refusing them (spec/QUANT.md 2.1)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs by name")
     p.add_argument("--json", action="store_true",
                    help='print {"engine", "outputs", "state_root", "steps"} (+ "initial_root", '
@@ -137,7 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         model = load(args.artifact)
-        res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit)
+        res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit,
+                        saturate=args.saturate)
     except (ArtifactError, InputError) as e:
         raise OpmlcError(str(e)) from None
     outs = res.outputs if args.raw else model.dequantize(res.outputs)

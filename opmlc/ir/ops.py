@@ -762,17 +762,23 @@ def _split(x: np.ndarray, axis: int, sizes: list[int]) -> tuple[np.ndarray, ...]
     return tuple(np.split(x, cuts, axis=axis))
 
 
+def clamp_index(idx: np.ndarray, dim: int) -> np.ndarray:
+    """g = clamp(i + (i < 0 ? dim : 0), 0, dim - 1): the defined meaning of an index out of
+    range (spec/QUANT.md, "Movement ops"), shared bit for bit by every engine's lowering."""
+    i = np.asarray(idx).astype(np.int64)
+    return np.clip(np.where(i < 0, i + dim, i), 0, max(dim - 1, 0))
+
+
 @_movement("gather", (2, 2), {"axis": REQUIRED})
 def _gather(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
-    """y[a.., j.., b..] = x[a.., idx[j..] (negative: + dim), b..] along ``axis``."""
-    return np.take(x, idx.astype(np.int64), axis=axis)
+    """y[a.., j.., b..] = x[a.., clamp_index(idx[j..], dim), b..] along ``axis``."""
+    return np.take(x, clamp_index(idx, x.shape[axis]), axis=axis)
 
 
 @_movement("gather_elements", (2, 2), {"axis": REQUIRED})
 def _gather_elements(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
-    """y[i] = x[i with axis-coordinate replaced by idx[i]]."""
-    idx = np.where(idx < 0, idx + x.shape[axis], idx)
-    return np.take_along_axis(x, idx.astype(np.int64), axis=axis)
+    """y[i] = x[i with axis-coordinate replaced by clamp_index(idx[i], dim)]."""
+    return np.take_along_axis(x, clamp_index(idx, x.shape[axis]), axis=axis)
 
 
 @_movement("pad", attrs={"pads": REQUIRED, "mode": "constant", "value": 0.0})

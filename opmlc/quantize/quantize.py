@@ -51,24 +51,37 @@ class QuantizedModel:
     outputs: dict[str, QParams | None]
     params: dict[str, tuple[str, QParams | None]] = field(default_factory=dict)
 
-    def quantize_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Float model inputs -> integer graph inputs (edge rule of QParams.quantize)."""
+    def quantize_inputs(self, inputs: dict[str, np.ndarray], saturate: bool = False
+                        ) -> dict[str, np.ndarray]:
+        """Float model inputs -> integer graph inputs by the runtime's edge rule and policy
+        (:func:`opmlc_runtime.edge.quantize_input`: values it cannot represent are refused
+        unless ``saturate``)."""
+        from opmlc_runtime.edge import EdgeError, quantize_input
+
         out = {}
         for name in self.graph.inputs:
             p, t = self.inputs[name], self.graph.types[name]
             x = np.asarray(inputs[name])
-            out[name] = p.quantize(x) if p is not None else x.astype(t.np_dtype)
+            if p is None:
+                out[name] = x.astype(t.np_dtype)
+                continue
+            try:
+                out[name] = quantize_input(x, p.to_dict(), name, saturate)[0]
+            except EdgeError as e:
+                raise QuantizeError(str(e)) from None
         return out
 
     def dequantize_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: (self.outputs[k].dequantize(v) if self.outputs.get(k) else v)
                 for k, v in outputs.items()}
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], saturate: bool = False
+            ) -> dict[str, np.ndarray]:
         """Quantize float inputs, run the exact integer reference, dequantize outputs."""
         from opmlc.quantize.interp import evaluate_int
 
-        return self.dequantize_outputs(evaluate_int(self.graph, self.quantize_inputs(inputs)))
+        return self.dequantize_outputs(evaluate_int(self.graph, self.quantize_inputs(
+            inputs, saturate)))
 
 
 # ---------------------------------------------------------------- calibration

@@ -18,7 +18,8 @@ def layer_errors(qm: QuantizedModel, graph: Graph, samples: list[dict[str, np.nd
     acc: dict[str, list[float]] = {}
     for s in samples:
         fenv = evaluate(graph, s, return_all=True)
-        ienv = evaluate_int(qm.graph, qm.quantize_inputs(s), return_all=True)
+        # saturation is part of the error being measured
+        ienv = evaluate_int(qm.graph, qm.quantize_inputs(s, saturate=True), return_all=True)
         for fname, (qname, p) in qm.params.items():
             if p is None or fname not in fenv or qname not in ienv or fname in graph.consts:
                 continue
