@@ -2,7 +2,7 @@
 
     art = opmlc.api.compile("model.onnx", scheme="fixed", output="model.opvm")
     model = opmlc.api.load("model.opvm")
-    res = model.run({"x": x}, engine="native"|"vm"|"ref", commit=False)
+    res = model.run({"x": x}, engine="native"|"vm"|"stepper"|"ref", commit=False)
     res.outputs, res.state_root, res.steps, res.node_roots
 
 ``engine="ref"`` runs the exact integer reference interpreter of the compiler on the
@@ -36,7 +36,7 @@ from opmlc_runtime.edge import EdgeWarning
 from opmlc_runtime.engines import Program, RunResult
 from opmlc_runtime.files import read_npz
 
-ENGINES = ("native", "vm", "ref")
+ENGINES = ("native", "vm", "stepper", "ref")
 
 
 class IndexWarning(UserWarning):

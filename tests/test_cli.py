@@ -242,3 +242,36 @@ def test_verifier_check(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     line = _one_error_line(capsys, "verifier", "-o", tmp_path, "--check")
     assert "out of date" in line and contract.name in line
+
+
+@pytest.mark.parametrize("prog", [DOT, SUM])
+def test_vm_engine_choice(capsys, prog: Path) -> None:
+    """`opmlc vm --engine vm` (the fast VM) prints what the reference stepper prints."""
+    outs = {}
+    for engine in ("stepper", "vm"):
+        code, out, _ = run(capsys, "vm", prog, "--json", "--engine", engine)
+        assert code == 0
+        code, proof, _ = run(capsys, "vm", prog, "--json", "--engine", engine, "--prove", "7")
+        assert code == 0
+        outs[engine] = (json.loads(out), json.loads(proof))
+    assert outs["vm"] == outs["stepper"]
+
+
+def test_run_engines_agree(tmp_path: Path, capsys) -> None:
+    """`opmlc run` on native, vm (fast), stepper and ref: the same outputs and roots."""
+    import numpy as np
+
+    art = tmp_path / "mlp.opvm"
+    assert main(["compile", str(ROOT / "models" / "digits_mlp_sklearn.onnx"), "-o", str(art),
+                 "-q"]) == 0
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(ROOT / "models" / "digits_test.npz")["X"][:1])
+    docs = []
+    for engine in ("native", "vm", "stepper", "ref"):
+        code, out, _ = run(capsys, "run", art, "--input", f"input={x}", "--engine", engine,
+                           "--commit", "--json")
+        assert code == 0
+        d = json.loads(out)
+        assert d.pop("engine") == engine
+        docs.append(d)
+    assert all(d == docs[0] for d in docs[1:])

@@ -2,7 +2,7 @@
 
     opmlc asm PROG.s -o PROG.bin          assemble (image at address 0)
     opmlc disasm PROG.bin                 disassemble
-    opmlc vm PROGRAM [--steps N] [--depth D] [--json]
+    opmlc vm PROGRAM [--steps N] [--depth D] [--engine stepper|vm] [--json]
     opmlc vm PROGRAM --prove T --json     one-step proof of step T -> T + 1
     opmlc spec [--check]                  regenerate (or check) the tables of spec/ISA.md
     opmlc verifier -o DIR                 write the Solidity one-step verifier
@@ -41,7 +41,8 @@ def load_program(path: str | Path) -> bytes:
     return image
 
 
-def _make_vm(image: bytes, depth: int):
+def _make_vm(image: bytes, depth: int, engine: str = "stepper"):
+    from opmlc_runtime.fastvm import FastVM
     from opmlc_runtime.isa import MAX_DEPTH, MIN_DEPTH
     from opmlc_runtime.stepper import VM
 
@@ -50,7 +51,7 @@ def _make_vm(image: bytes, depth: int):
     if len(image) > 32 << depth:
         raise OpmlcError(f"the program ({len(image)} bytes) does not fit in memory of depth "
                          f"{depth} ({32 << depth} bytes); raise --depth")
-    return VM.from_image(image, depth)
+    return (FastVM if engine == "vm" else VM).from_image(image, depth)
 
 
 def _pad8(image: bytes) -> bytes:
@@ -122,11 +123,14 @@ def args_vm(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_DEPTH})")
     p.add_argument("--prove", type=int, metavar="T",
                    help="print the one-step proof of the transition from step T to T + 1")
+    p.add_argument("--engine", choices=("stepper", "vm"), default="stepper",
+                   help="the reference stepper (the definition; default) or the fast VM "
+                        "(translated to native code; the same states)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def cmd_vm(args: argparse.Namespace) -> int:
-    vm = _make_vm(load_program(args.program), args.depth)
+    vm = _make_vm(load_program(args.program), args.depth, args.engine)
     if args.prove is not None:
         return _prove(vm, args.prove, args.json)
     vm.run(args.steps)

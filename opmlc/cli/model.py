@@ -4,7 +4,7 @@
     opmlc ir MODEL.onnx [--shape NAME=DIMS] [--no-fold-bn] [--scheme S [--calibrate F]]
     opmlc quantize-report MODEL.onnx [--scheme S] [--calibrate F] [--shape NAME=DIMS]
     opmlc compile MODEL.onnx -o M.opvm [--scheme S] [--calibrate F] [--shape ...] [-q]
-    opmlc run M.opvm --input x=x.npy [--engine native|vm|ref] [--commit] [--json] [-o O.npz]
+    opmlc run M.opvm --input x=x.npy [--engine native|vm|stepper|ref] [--commit] [--json] [-o O.npz]
     opmlc inspect M.opvm [--json]
 """
 
@@ -115,8 +115,9 @@ def args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help=".opvm file")
     add_input_arg(p)
     p.add_argument("--engine", choices=ENGINES, default="native",
-                   help="native kernels, the VM, or the compiler's exact integer reference "
-                        "interpreter (all give the same bits and roots)")
+                   help="native kernels, the fast VM (translated bytecode), the reference VM "
+                        "stepper (Python, ~2e5 steps/s), or the compiler's exact integer "
+                        "reference interpreter (all give the same bits and roots)")
     p.add_argument("--commit", action="store_true",
                    help="compute the state root after every graph node (phase-2 commitment)")
     p.add_argument("--raw", action="store_true",
