@@ -31,7 +31,7 @@ PARALLEL_MIN_STEPS = 4_000_000
 # The driver (``run_all``) splits parallel nodes from this many steps: its threads meet at
 # a spinning barrier after every node (about a microsecond), not a pool handoff.
 DRIVER_SPLIT_MIN_STEPS = 200_000
-MAX_THREADS = 64  # llvmgen.MAX_PARTS: one scratch panel per thread
+MAX_THREADS = 64  # convgen.MAX_PARTS: one scratch panel per thread
 
 
 def threads() -> int:
