@@ -18,6 +18,7 @@ import numpy as np
 from opmlc_runtime import edge
 
 TINY = 1e-12
+FRAC_CLAMP = (-120, 60)  # fixed scheme: frac bits are clamped to this range
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class FixedPolicy:
     @staticmethod
     def _frac(absmax: float, bits: int) -> int:
         absmax = max(float(absmax), TINY)
-        return int(min(max(math.floor(math.log2(((1 << (bits - 1)) - 1) / absmax)), -120), 60))
+        lo, hi = FRAC_CLAMP
+        return int(min(max(math.floor(math.log2(((1 << (bits - 1)) - 1) / absmax)), lo), hi))
 
     def act(self, lo: float, hi: float) -> QParams:
         f = self._frac(max(abs(lo), abs(hi)), self.act_bits)

@@ -93,17 +93,42 @@ class Calibration:
     envs: list[dict[str, np.ndarray]]  # float values of the first samples (for derived ranges)
 
 
+def check_calibration_array(name: str, a: np.ndarray, is_float: bool) -> None:
+    """Refuse calibration data that would give garbage scales: empty, non-numeric,
+    holding NaN or inf, or (for a float input) constant, naming the array and the problem."""
+    what = f"calibration array {name!r}"
+    if a.dtype.kind not in "fiub":
+        raise QuantizeError(f"{what} is {a.dtype}, not numbers")
+    if a.size == 0:
+        raise QuantizeError(f"{what} is empty (shape {list(a.shape)}); give at least one "
+                            "sample")
+    if a.dtype.kind == "f":
+        nan, inf = int(np.count_nonzero(np.isnan(a))), int(np.count_nonzero(np.isinf(a)))
+        if nan or inf:
+            raise QuantizeError(f"{what} holds {nan} NaN and {inf} inf of {a.size} values; "
+                                "calibration data must be finite")
+    if is_float and a.min() == a.max():
+        raise QuantizeError(f"{what} is constant (every value {a.flat[0].item()!r}): its range "
+                            "would be zero and the scale degenerate; give varied samples "
+                            "(or omit --calibrate for synthetic ones)")
+
+
 def calibration_samples(g: Graph, calibration: dict[str, np.ndarray] | None, n_synth: int, seed: int
              ) -> list[dict[str, np.ndarray]]:
     if calibration:
         n = None
         per: dict[str, list[np.ndarray]] = {}
+        unknown = sorted(k for k in calibration if k not in g.inputs)
+        if unknown:
+            raise QuantizeError(f"calibration data: {', '.join(map(repr, unknown))} is no "
+                                f"graph input (the inputs are {list(g.inputs)})")
         for name in g.inputs:
             t = g.types[name]
             if name not in calibration:
                 raise QuantizeError(f"calibration data has no array for graph input {name!r} "
                                     f"(has {sorted(calibration)})")
             a = np.asarray(calibration[name])
+            check_calibration_array(name, a, t.dtype in FLOAT_DTYPES)
             if a.shape == t.shape:
                 rows = [a]
             elif a.shape[1:] == t.shape:

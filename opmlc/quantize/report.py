@@ -8,6 +8,7 @@ import numpy as np
 from opmlc.ir.graph import Graph
 from opmlc.ir.interp import evaluate
 from opmlc.quantize.interp import evaluate_int
+from opmlc.quantize.params import FRAC_CLAMP, TINY, QParams
 from opmlc.quantize.quantize import QuantizedModel, calibration_samples, quantize
 
 
@@ -38,8 +39,25 @@ def layer_errors(qm: QuantizedModel, graph: Graph, samples: list[dict[str, np.nd
         _, p = qm.params[fname]
         rows.append({"value": fname, "dtype": p.dtype, "scale": p.scale,
                      "zero_point": p.zero_point, "max_abs_err": err, "absmax": amax,
-                     "rel_err": err / amax if amax > 0 else 0.0})
+                     "rel_err": err / amax if amax > 0 else 0.0,
+                     "degenerate": degenerate(p, amax)})
     return rows
+
+
+def degenerate(p: QParams, absmax: float) -> str:
+    """Why the scale chosen for a value is degenerate ('' when it is not): not a finite
+    positive number, clamped frac bits (fixed), a zero calibrated range (int8: the range
+    widened to TINY), or a value that is zero on every sample."""
+    s = np.asarray(p.scale, np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        return "scale not finite and positive"
+    if p.frac_bits is not None and p.frac_bits in FRAC_CLAMP:
+        return f"frac bits clamped at {p.frac_bits}"
+    if p.axis is None and p.dtype == "i8" and float(s) * 255 <= TINY * 1.001:
+        return "zero calibrated range"
+    if absmax == 0.0:
+        return "zero on every sample"
+    return ""
 
 
 def quantize_report(graph: Graph, calibration: dict[str, np.ndarray] | None = None,
@@ -55,7 +73,12 @@ def quantize_report(graph: Graph, calibration: dict[str, np.ndarray] | None = No
     for r in rows:
         lines.append(f"{r['value'][:40]:40s} {r['dtype']:5s} {r['scale']:11.4e} "
                      f"{r['zero_point']:5d} {r['absmax']:11.4e} {r['max_abs_err']:11.4e} "
-                     f"{r['rel_err']:9.2e}")
+                     f"{r['rel_err']:9.2e}" + (f" ! {r['degenerate']}" if r["degenerate"]
+                                               else ""))
+    bad = [r["value"] for r in rows if r["degenerate"]]
+    if bad:
+        lines.append(f"! {len(bad)} layer{'s' if len(bad) > 1 else ''} with a degenerate "
+                     "scale: check the calibration data covers their inputs")
     return "\n".join(lines) + "\n"
 
 
