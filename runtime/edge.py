@@ -15,7 +15,7 @@ Parameters ``q`` are the artifact's ``quant`` dict: ``dtype`` (an integer dtype 
     dequantize: x = float32((q - zero_point) * scale)                (float64 arithmetic)
 
 A model *input* holding a value the rule cannot represent (NaN, +-inf, or one whose
-``floor(x / scale + 1/2) + zero_point`` lies outside T) is refused by
+``floor(x / scale + 1/2) + zero_point`` lies outside T by more than one code) is refused by
 :func:`quantize_input` with an :class:`EdgeError` naming the input and counting the bad
 values, unless the caller asks to saturate (``saturate=True``, the CLI's
 ``--saturate``): then :func:`quantize` is applied as written above and the count is
@@ -83,8 +83,8 @@ class EdgeReport:
     nan: int = 0
     posinf: int = 0
     neginf: int = 0
-    above: int = 0  # finite, floor(x / scale + 1/2) + zero_point > max of T
-    below: int = 0  # finite, < min of T
+    above: int = 0  # finite, floor(x / scale + 1/2) + zero_point > max of T + 1
+    below: int = 0  # finite, < min of T - 1
 
     @property
     def bad(self) -> int:
@@ -108,14 +108,16 @@ def real_range(q: Mapping[str, Any]) -> tuple[float, float]:
 
 
 def _code_bounds(q: Mapping[str, Any]) -> tuple[float, float]:
-    """Bounds on ``floor(x / scale + 1/2)`` (before adding the zero point) that
-    :func:`quantize` keeps exactly; 64-bit types clamp at +-2^62 first."""
+    """Bounds on ``floor(x / scale + 1/2)`` (before adding the zero point) beyond which an
+    input value is refused: T's range (64-bit types: +-2^62, where :func:`quantize` clamps
+    first) widened by one code, so that the rounding of an affine zero point never refuses
+    a value at the calibrated min / max (it is clamped by at most one step)."""
     info = np.iinfo(np_dtype(q["dtype"]))
     zp = int(q["zero_point"])
     lo, hi = float(int(info.min) - zp), float(int(info.max) - zp)
     if info.bits == 64:
         lo, hi = max(lo, -(2.0**62)), min(hi, 2.0**62)
-    return lo, hi
+    return lo - 1, hi + 1
 
 
 def check(x: np.ndarray, q: Mapping[str, Any]) -> EdgeReport:
