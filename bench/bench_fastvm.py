@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def inputs_for(prog: Program) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {s["name"]: (rng.standard_normal(s["shape"]).astype(np.float32) if s.get("quant")
+    return {s["name"]: (rng.uniform(-1, 1, s["shape"]).astype(np.float32) if s.get("quant")
                         else rng.integers(0, 8, s["shape"]).astype(np.int64))
             for s in prog.inputs}
 

@@ -372,7 +372,7 @@ def _program(model: str, scheme: str):
 
 def _inputs(prog, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {s["name"]: (rng.standard_normal(s["shape"]).astype(np.float32) if s.get("quant")
+    return {s["name"]: (rng.uniform(-1, 1, s["shape"]).astype(np.float32) if s.get("quant")
                         else rng.integers(0, 50, s["shape"]).astype(np.int64))
             for s in prog.inputs}
 
