@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from opmlc_runtime import isa, state
+from opmlc_runtime.files import atomic_write
 from opmlc_runtime.isa import FMT_FIELDS, FMT_SYNTAX, INSTRUCTIONS, NORMS, Fmt, Instr, Status
 
 __all__ = ["render_sections", "update_isa_md", "SECTIONS"]
@@ -230,5 +231,5 @@ def update_isa_md(path: str | Path, check: bool = False) -> bool:
     if new == old:
         return False
     if not check:
-        path.write_text(new)
+        atomic_write(path, new.encode("utf-8"))
     return True

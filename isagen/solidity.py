@@ -27,6 +27,7 @@ from string import Template
 
 from opmlc_runtime import isa, state
 from opmlc_runtime.contract_errors import VERIFIER_ERRORS, ContractError
+from opmlc_runtime.files import atomic_write
 from opmlc_runtime.isa import Fmt, Instr, Status
 
 __all__ = ["CONTRACT", "GENERATED", "SOURCE_NAME", "TEMPLATE", "generate_verifier",
@@ -234,10 +235,9 @@ def generate_verifier() -> dict[str, str]:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    tmp.replace(path)
+    """Write ``text`` to a temporary file beside ``path``, flushed and renamed into place
+    (:func:`opmlc_runtime.files.atomic_write`)."""
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_verifier(out_dir: str | Path) -> list[Path]:

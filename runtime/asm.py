@@ -49,7 +49,7 @@ from opmlc_runtime.isa import (
     is_legal,
 )
 
-__all__ = ["AsmError", "assemble", "disassemble", "operand_kinds", "REGISTERS"]
+__all__ = ["AsmError", "MAX_IMAGE", "assemble", "disassemble", "operand_kinds", "REGISTERS"]
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -491,8 +491,10 @@ def _did_you_mean(name: str, candidates) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _layout(items: list[_Item], origin: int, ctx: _Ctx, sizes: list[int]) -> list[int]:
-    """Addresses of the items for the given sizes; fills ``ctx.symbols`` with labels."""
+def _layout(items: list[_Item], origin: int, ctx: _Ctx, sizes: list[int],
+            max_size: int = 1 << 62) -> list[int]:
+    """Addresses of the items for the given sizes; fills ``ctx.symbols`` with labels.
+    An image that would grow past ``max_size`` bytes is refused at the line that grows it."""
     addrs, addr = [], origin
     for item, size in zip(items, sizes, strict=True):
         if item.is_code and addr % INSTR_SIZE:
@@ -503,13 +505,22 @@ def _layout(items: list[_Item], origin: int, ctx: _Ctx, sizes: list[int]) -> lis
             ctx.symbols[str(lab)] = addr
         addrs.append(addr)
         addr += size if size >= 0 else item.size(addr, ctx)
+        if addr - origin > max_size:
+            raise AsmError(f"'{item.stmt.name}' makes the image {addr - origin} bytes, over "
+                           f"the assembler's limit of {max_size} bytes ({max_size >> 20} "
+                           "MiB); a program image must fit in memory", item.stmt.line,
+                           item.stmt.column)
     return addrs
 
 
-def assemble(text: str, origin: int = 0) -> bytes:
+MAX_IMAGE = 1 << 28  # bytes: the default limit on an assembled image (256 MiB)
+
+
+def assemble(text: str, origin: int = 0, max_size: int = MAX_IMAGE) -> bytes:
     """Assemble ``text``; the result is the memory image of ``[origin, end)``.
 
-    Raises :class:`AsmError` (with line and column) for any error in the text.
+    Raises :class:`AsmError` (with line and column) for any error in the text, including
+    an image (``.org``, ``.zero``, ``.align``, data) larger than ``max_size`` bytes.
     """
     stmts = _statements(text)
     _check_labels(stmts)
@@ -529,7 +540,7 @@ def assemble(text: str, origin: int = 0) -> bytes:
              for i, it in enumerate(items)]
     while True:
         ctx = _Ctx({}, False)
-        _layout(items, origin, ctx, sizes)
+        _layout(items, origin, ctx, sizes, max_size)
         changed = False
         for i in grow:
             need = items[i].size(0, ctx)
@@ -538,7 +549,7 @@ def assemble(text: str, origin: int = 0) -> bytes:
         if not changed:
             break
     ctx = _Ctx({}, True)
-    addrs = _layout(items, origin, ctx, sizes)
+    addrs = _layout(items, origin, ctx, sizes, max_size)
     image = bytearray()
     for item, addr, size in zip(items, addrs, sizes, strict=True):
         s = item.stmt

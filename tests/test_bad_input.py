@@ -171,3 +171,115 @@ def test_report_flags_degenerate_scales() -> None:
 def test_compile_bad_calibration_is_an_opmlc_error() -> None:
     with pytest.raises(OpmlcError):
         api.compile(str(MLP), calibration={"input": np.zeros((0, 64), np.float32)})
+
+
+# --- files: nothing written half ----------------------------------------------------------
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    from opmlc.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _fail_fsync(exc: BaseException):
+    def fsync(fd: int) -> None:
+        raise exc
+    return fsync
+
+
+@pytest.mark.parametrize("exc, code", [
+    (OSError(28, "No space left on device"), 1), (KeyboardInterrupt(), 130)],
+    ids=["disk_full", "interrupt"])
+@pytest.mark.parametrize("cmd", ["compile", "run", "asm", "verifier"])
+def test_failed_write_keeps_previous_file(tmp_path: Path, capsys, monkeypatch, cmd: str,
+                                          exc: BaseException, code: int) -> None:
+    """A full disk or Ctrl-C while writing: one line, the exit status, the previous file
+    byte for byte, and no temporary file left in the folder."""
+    import os
+
+    art = tmp_path / "m.opvm"
+    if cmd == "run":
+        api.compile(str(MLP), output=art)
+        np.save(tmp_path / "x.npy", np.ones((1, 64), np.float32))
+    target = {"compile": art, "run": tmp_path / "out.npz", "asm": tmp_path / "p.bin",
+              "verifier": tmp_path / "OpmlcStep.sol"}[cmd]
+    target.write_bytes(b"previous contents")
+    argv = {"compile": ["compile", MLP, "-o", target, "-q"],
+            "run": ["run", art, "--input", f"input={tmp_path / 'x.npy'}", "-o", target],
+            "asm": ["asm", ROOT / "examples" / "sum.s", "-o", target],
+            "verifier": ["verifier", "-o", tmp_path]}[cmd]
+    before = sorted(os.listdir(tmp_path))
+    monkeypatch.setattr(os, "fsync", _fail_fsync(exc))
+    rc, _, err = _cli(capsys, *argv)
+    assert rc == code and len(err.splitlines()) == 1, err
+    assert ("interrupted" in err) if code == 130 else ("No space left on device" in err)
+    assert target.read_bytes() == b"previous contents"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["compile", "{m}", "-o", "{m}"], "model"),
+    (["compile", "{m}", "--calibrate", "{c}", "-o", "{c}"], "--calibrate"),
+    (["run", "{a}", "--input", "input={x}", "-o", "{x}.npz"], "--input input"),
+    (["asm", "{s}", "-o", "{s}"], "source"),
+])
+def test_output_equal_to_input_refused(tmp_path: Path, capsys, argv: list[str],
+                                       what: str) -> None:
+    m, a, s = tmp_path / "m.onnx", tmp_path / "m.npz", tmp_path / "p.s"
+    m.write_bytes(MLP.read_bytes())
+    c, x = tmp_path / "cal.npz", tmp_path / "x.npz"
+    np.savez(c, input=np.random.default_rng(0).normal(size=(2, 1, 64)))
+    np.save(tmp_path / "x.npz.npy", np.ones((1, 64), np.float32))
+    x = tmp_path / "x.npz.npy"
+    s.write_text((ROOT / "examples" / "sum.s").read_text())
+    if argv[0] == "run":
+        a = tmp_path / "m.opvm"
+        api.compile(str(MLP), output=a)
+        if argv[-1] == "{x}.npz":  # run -o appends .npz: name the input that way
+            x = tmp_path / "x.npy.npz"
+            np.save(x.with_suffix(""), np.ones((1, 64), np.float32))
+            x.with_suffix("").rename(x)
+            argv = argv[:-1] + [str(x)]
+    files = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    rc, _, err = _cli(capsys, *[t.format(m=m, c=c, a=a, x=x, s=s) for t in argv])
+    assert rc == 1 and f"is the {what} file: refusing to overwrite" in err, err
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+# --- limits instead of tracebacks ---------------------------------------------------------
+
+
+def test_asm_size_limits() -> None:
+    from opmlc_runtime.asm import AsmError, assemble
+
+    for text in (".org 0x100000000000\nhalt\n", ".zero 100000000000\n",
+                 ".zero 8\n.align 0x4000000000000000\n"):
+        with pytest.raises(AsmError, match=r"over the assembler's limit of 268435456 bytes"):
+            assemble(text)
+    assert len(assemble(".zero 64\n", max_size=64)) == 64
+    with pytest.raises(AsmError, match="line 2: '.byte' makes the image 65 bytes"):
+        assemble(".zero 64\n.byte 1\n", max_size=64)
+
+
+def test_huge_and_negative_shapes(tmp_path: Path, capsys) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y]), path)
+    rc, _, err = _cli(capsys, "compile", path, "--shape", "x=100000000000x4", "-o",
+                      tmp_path / "d.opvm", "-q")
+    assert rc == 1 and "GiB with these shapes (largest: 'x' f32[100000000000,4])" in err
+    rc, _, err = _cli(capsys, "compile", path, "--shape", "x=-3x4", "-o", tmp_path / "d.opvm")
+    assert rc == 1 and err == "opmlc: error: bad --shape 'x=-3x4': dimension -3 is negative\n"
+    assert not (tmp_path / "d.opvm").exists()
+
+
+def test_empty_onnx_and_negative_steps(tmp_path: Path, capsys) -> None:
+    (tmp_path / "e.onnx").write_bytes(b"")
+    rc, _, err = _cli(capsys, "ir", tmp_path / "e.onnx")
+    assert rc == 1 and "e.onnx' is empty: not an ONNX model" in err and "opset" not in err
+    rc, _, err = _cli(capsys, "vm", ROOT / "examples" / "sum.s", "--steps", "-1")
+    assert rc == 1 and "--steps -1: the step count must not be negative" in err

@@ -9,12 +9,16 @@ reading and atomic file writing are in ``common.py``. Adding a subcommand: write
 ``args_NAME(parser)`` and ``cmd_NAME(args) -> int`` in the module of its group and add
 one row to :data:`COMMANDS`. Errors a user can cause are raised as OpmlcError, SolcError,
 OSError or ValueError (AsmError, InputError and ArrayFileError are ValueErrors) and
-printed by :func:`main` as one line, ``opmlc: error: ...``, with exit status 1.
+printed by :func:`main` as one line, ``opmlc: error: ...``, with exit status 1; running out
+of memory is one line too, Ctrl-C prints one line and exits 130, and anything else (a bug)
+is one line ``opmlc: internal error: ...`` with exit status 70 (``OPMLC_TRACEBACK=1`` shows
+the traceback). Warnings are one line each, ``opmlc: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -95,6 +99,16 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("opmlc: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("opmlc: error: out of memory (the model, shapes or program are too large for "
+              "this machine)", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug of ours: still one line, never a traceback
+        if os.environ.get("OPMLC_TRACEBACK"):
+            raise
+        print(f"opmlc: internal error: {type(e).__name__}: {_one_line(e)} (a bug in opmlc; "
+              "please report it; OPMLC_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -44,7 +44,30 @@ def parse_shape_flags(flags: list[str] | None) -> dict[str, tuple[int, ...]]:
         except ValueError:
             raise ShapeError(f"bad --shape {flag!r}; expected NAME=D1xD2x... e.g. "
                              "input=1x3x224x224") from None
+        neg = [d for d in out[name] if d < 0]
+        if neg:
+            raise ShapeError(f"bad --shape {flag!r}: dimension {neg[0]} is negative")
     return out
+
+
+def check_output(out: str | Path, inputs: dict[str, str | Path | None], flag: str = "-o"
+                 ) -> None:
+    """Refuse an output path that names one of the command's input files (it would be
+    overwritten): ``inputs`` maps the flag or argument that named each input to its path."""
+    o = Path(out).resolve()
+    for what, path in inputs.items():
+        if path is None:
+            continue
+        p = Path(path)
+        same = o == p.resolve()
+        if not same and o.exists() and p.exists():
+            try:
+                same = o.samefile(p)
+            except OSError:
+                same = False
+        if same:
+            raise OpmlcError(f"{flag} {out} is the {what} file: refusing to overwrite an "
+                             "input; choose another output path")
 
 
 def add_calibrate_arg(p: argparse.ArgumentParser, help_text: str) -> None:

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from opmlc.cli.common import hex32, write_file
+from opmlc.cli.common import check_output, hex32, write_file
 from opmlc.errors import OpmlcError
 
 DEFAULT_DEPTH = 20
@@ -95,6 +95,7 @@ def args_asm(p: argparse.ArgumentParser) -> None:
 def cmd_asm(args: argparse.Namespace) -> int:
     from opmlc_runtime.asm import AsmError, assemble
 
+    check_output(args.output, {"source": args.source})
     try:
         image = assemble(Path(args.source).read_text())
     except AsmError as e:
@@ -130,6 +131,8 @@ def args_vm(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_vm(args: argparse.Namespace) -> int:
+    if args.steps < 0:
+        raise OpmlcError(f"--steps {args.steps}: the step count must not be negative")
     vm = _make_vm(load_program(args.program), args.depth, args.engine)
     if args.prove is not None:
         return _prove(vm, args.prove, args.json)

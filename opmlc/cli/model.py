@@ -19,6 +19,7 @@ from opmlc.cli.common import (
     add_calibrate_arg,
     add_input_arg,
     add_shape_arg,
+    check_output,
     load_calibration,
     parse_shape_flags,
     progress_printer,
@@ -94,6 +95,7 @@ def args_compile(p: argparse.ArgumentParser) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     from opmlc.api import compile as compile_model
 
+    check_output(args.output, {"model": args.model, "--calibrate": args.calibrate})
     say = (lambda m: None) if args.quiet else progress_printer()
     art = compile_model(args.model, scheme=args.scheme,
                         calibration=load_calibration(args.calibrate),
@@ -140,6 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from opmlc_runtime.artifact import ArtifactError
     from opmlc_runtime.engines import InputError
 
+    out = None
+    if args.output:
+        out = args.output if args.output.endswith(".npz") else args.output + ".npz"
+        check_output(out, {"artifact": args.artifact} | {
+            f"--input {f.partition('=')[0]}" if "=" in f else "--input":
+            f.partition("=")[2] or f for f in args.input})
     try:
         model = load(args.artifact)
         res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit,
@@ -147,8 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ArtifactError, InputError) as e:
         raise OpmlcError(str(e)) from None
     outs = res.outputs if args.raw else model.dequantize(res.outputs)
-    if args.output:
-        out = args.output if args.output.endswith(".npz") else args.output + ".npz"
+    if out:
         write_file(out, lambda f: np.savez(f, **outs))
     if args.json:
         d = res.to_json(args.commit)

@@ -39,9 +39,15 @@ def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if not path.is_file():
         raise ModelLoadError(f"model file {str(path)!r} does not exist or is not a file")
     try:
-        return onnx.load(str(path), load_external_data=True)
+        m = onnx.load(str(path), load_external_data=True)
     except Exception as e:  # noqa: BLE001 - any decode failure is the user's file
-        raise ModelLoadError(f"cannot read ONNX model {str(path)!r}: {e}") from None
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise ModelLoadError(f"cannot read ONNX model {str(path)!r}: {msg}") from None
+    if not m.HasField("graph") or not (m.opset_import or m.ir_version):
+        what = "is empty" if path.stat().st_size == 0 else "holds no ONNX graph"
+        raise ModelLoadError(f"{str(path)!r} {what}: not an ONNX model (save one with "
+                             "onnx.save)")
+    return m
 
 
 def _opsets(m: onnx.ModelProto) -> dict[str, int]:

@@ -161,9 +161,33 @@ def calibration_samples(g: Graph, calibration: dict[str, np.ndarray] | None, n_s
     return out
 
 
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 when unknown)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_memory(g: Graph) -> None:
+    """Refuse up front a graph whose values (held at once by the float reference during
+    calibration) need more bytes than the machine has, naming the largest value."""
+    have = physical_memory()
+    sizes = {k: t.size * t.np_dtype.itemsize for k, t in g.types.items()}
+    need = sum(sizes.values())
+    if have and need > have:
+        big = max(sizes, key=sizes.__getitem__)
+        raise QuantizeError(f"the model's values need {need / 2**30:.3g} GiB with these "
+                            f"shapes (largest: {big!r} {g.types[big]}) and this machine has "
+                            f"{have / 2**30:.3g} GiB; give smaller --shape values")
+
+
 def calibrate(g: Graph, calibration: dict[str, np.ndarray] | None = None, n_synth: int = 4,
               keep: int = 8, seed: int = 0) -> Calibration:
     """Per float value (min, max) over the samples; float values of the first ``keep``."""
+    check_memory(g)
     ranges: dict[str, tuple[float, float]] = {}
     envs = []
     for i, s in enumerate(calibration_samples(g, calibration, n_synth, seed)):
