@@ -150,6 +150,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f.partition("=")[2] or f for f in args.input})
     try:
         model = load(args.artifact)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise OpmlcError(f"{args.artifact}: corrupted metadata: {type(e).__name__} {e} "
+                         "(recompile the model)") from None
+    try:
         res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit,
                         saturate=args.saturate)
     except (ArtifactError, InputError) as e:
@@ -190,7 +194,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=1, sort_keys=True))
         return 0
-    print(f"{args.artifact}: opvm format {m['format_version']}, ISA {m['isa_version']}, "
+    try:
+        _describe(args.artifact, m)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise OpmlcError(f"{args.artifact}: corrupted metadata: {type(e).__name__} "
+                         f"{e} (recompile the model)") from None
+    return 0
+
+
+def _describe(path: str, m: dict) -> None:
+    """The text of ``opmlc inspect`` (raises KeyError / TypeError on malformed metadata)."""
+    print(f"{path}: opvm format {m['format_version']}, ISA {m['isa_version']}, "
           f"{m['compiler']}")
     print(f"  source sha256 {m['source_sha256']}; options {json.dumps(m['options'])}")
     print(f"  memory {m['memory']['total']} bytes, depth {m['depth']}; image "
@@ -204,4 +218,3 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  {len(m['nodes'])} nodes, {m['total_steps']} steps:")
     for n in m["nodes"]:
         print(f"    {n['name']:<40} entry {n['entry']:#8x}  steps {n['steps']:>12}")
-    return 0

@@ -116,15 +116,25 @@ def _convert_node(ctx: Ctx, node: onnx.NodeProto, idx: int, opset: int,
                   env: dict[str, V]) -> None:
     name = node.name or f"#{idx}"
     out_names = list(node.output)
-    ctx.node = OnnxNode(node.op_type, name, opset, _decode_attrs(node), out_names)
+    try:
+        attrs = _decode_attrs(node)
+    except Exception as e:  # noqa: BLE001 - a malformed attribute is the user's file
+        raise ModelLoadError(f"node {name!r} ({node.op_type}): malformed attribute: "
+                             f"{type(e).__name__}: {e}") from None
+    ctx.node = OnnxNode(node.op_type, name, opset, attrs, out_names)
     ctx.base = next((o for o in out_names if o), name)
+    missing = [i for i in node.input if i and i not in env]
+    if missing:
+        raise ModelLoadError(f"node {name!r} ({node.op_type}) reads {missing[0]!r}, which no "
+                             "graph input, initializer or earlier node defines (the model "
+                             "is malformed or not topologically sorted)")
     ins = [env[i] if i else None for i in node.input]
     handler = lookup(node.op_type, opset)
     assert handler is not None  # check_supported ran first
     start = len(ctx.g.nodes)
     try:
         outs = list(handler(ctx, ctx.node, ins))
-    except (KeyError, ValueError, IndexError, TypeError) as e:
+    except (KeyError, ValueError, IndexError, TypeError, ArithmeticError) as e:
         raise UnsupportedOpsError([(node.op_type, opset, name)],
                                   f"cannot convert this node: {type(e).__name__}: {e}") from None
     _name_results(ctx, start, out_names, outs)
@@ -160,6 +170,9 @@ def _name_results(ctx: Ctx, start: int, out_names: list[str], outs: list[V | Non
 def _bind_outputs(ctx: Ctx, graph: onnx.GraphProto, env: dict[str, V]) -> None:
     """Graph outputs keep their ONNX names (an identity node or a named const if aliased)."""
     for out in graph.output:
+        if out.name not in env:
+            raise ModelLoadError(f"graph output {out.name!r} is not produced by any node, "
+                                 "input or initializer (the model is malformed)")
         v = env[out.name]
         if isinstance(v, Const):
             if out.name in ctx.g.types:
@@ -189,7 +202,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     ctx.g.name = "main"
     env: dict[str, V] = {}
     for t in graph.initializer:
-        env[t.name] = Const(numpy_helper.to_array(t), t.name)
+        try:
+            env[t.name] = Const(numpy_helper.to_array(t), t.name)
+        except Exception as e:  # noqa: BLE001 - a malformed tensor is the user's file
+            raise ModelLoadError(f"initializer {t.name!r}: malformed tensor: "
+                                 f"{type(e).__name__}: {' '.join(str(e).split())}") from None
     for t in graph.sparse_initializer:
         raise UnsupportedOpsError([], f"sparse initializer {t.values.name!r} is not supported")
     real_inputs = [vi for vi in graph.input if vi.name not in env]
