@@ -173,6 +173,56 @@ def driver_ir(n_nodes: int, triple: str) -> str:
     return "\n" + "\n".join(lines)
 
 
+# A primitive the kernels may call (spec/OPVM.md 5.1); the runtime defines it for the host.
+DPBUSD_DECL = "declare <16 x i32> @opmlc_dpbusd16(<16 x i32>, <64 x i8>, <64 x i8>)"
+_DPBUSD_HEAD = ("define internal <16 x i32> @opmlc_dpbusd16(<16 x i32> %acc, <64 x i8> %a, "
+                "<64 x i8> %b) #91 {")
+_DPBUSD_VNNI = "\n".join([
+    _DPBUSD_HEAD,
+    "  %r = call <16 x i32> @llvm.x86.avx512.vpdpbusd.512(<16 x i32> %acc, <64 x i8> %a, "
+    "<64 x i8> %b)",
+    "  ret <16 x i32> %r",
+    "}",
+    "declare <16 x i32> @llvm.x86.avx512.vpdpbusd.512(<16 x i32>, <64 x i8>, <64 x i8>)",
+    "attributes #91 = { alwaysinline }"])
+
+
+def _dpbusd_generic() -> str:
+    """r[i] = acc[i] + sum_{j<4} zext(a[4i + j]) * sext(b[4i + j]), wrapping i32 lanes."""
+    lines = [_DPBUSD_HEAD,
+             "  %az = zext <64 x i8> %a to <64 x i32>",
+             "  %bs = sext <64 x i8> %b to <64 x i32>",
+             "  %p = mul <64 x i32> %az, %bs"]
+    for j in range(4):
+        mask = ", ".join(f"i32 {4 * i + j}" for i in range(16))
+        lines.append(f"  %p{j} = shufflevector <64 x i32> %p, <64 x i32> poison, "
+                     f"<16 x i32> <{mask}>")
+    lines += ["  %s01 = add <16 x i32> %p0, %p1", "  %s23 = add <16 x i32> %p2, %p3",
+              "  %s = add <16 x i32> %s01, %s23", "  %r = add <16 x i32> %acc, %s",
+              "  ret <16 x i32> %r", "}", "attributes #91 = { alwaysinline }"]
+    return "\n".join(lines)
+
+
+def vnni(features: str | None = None) -> bool:
+    """Whether the kernels' dot products use AVX-512 VNNI: the host has it and
+    ``$OPMLC_VNNI`` is not 0 (0 forces the plain vector fallback; the same bits)."""
+    if os.environ.get("OPMLC_VNNI", "1") == "0":
+        return False
+    if features is None:
+        import llvmlite.binding as llvm
+
+        _init()
+        features = llvm.get_host_cpu_features().flatten()
+    return "+avx512vnni" in features.split(",")
+
+
+def with_primitives(llvm_ir: str, use_vnni: bool) -> str:
+    """The kernels with the primitives they declare defined for this host."""
+    if DPBUSD_DECL not in llvm_ir:
+        return llvm_ir
+    return llvm_ir.replace(DPBUSD_DECL, _DPBUSD_VNNI if use_vnni else _dpbusd_generic())
+
+
 def cache_dir() -> Path | None:
     if os.environ.get("OPMLC_JIT_CACHE", "1") == "0":
         return None
@@ -192,8 +242,12 @@ class NativeModule:
         _init()
         target = llvm.Target.from_default_triple()
         cpu, feats = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+        self.vnni = vnni(feats)
+        if not self.vnni:  # compile as for a host without VNNI (the forced fallback too)
+            feats = ",".join(f"-{f[1:]}" if f in ("+avx512vnni", "+avxvnni") else f
+                             for f in feats.split(","))
         self.tm = target.create_target_machine(cpu=cpu, features=feats, opt=opt)
-        llvm_ir = llvm_ir + driver_ir(n_nodes, target.triple)
+        llvm_ir = with_primitives(llvm_ir, self.vnni) + driver_ir(n_nodes, target.triple)
         key = hashlib.sha256("\0".join([
             llvm_ir, cpu, feats, str(opt), ".".join(map(str, llvm.llvm_version_info)),
             target.triple]).encode()).hexdigest()
@@ -263,5 +317,6 @@ class NativeModule:
                 f.result()
 
 
-__all__ = ["DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule", "PARALLEL_MIN_STEPS",
-           "cache_dir", "driver_ir", "set_threads", "threads"]
+__all__ = ["DPBUSD_DECL", "DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule",
+           "PARALLEL_MIN_STEPS", "cache_dir", "driver_ir", "set_threads", "threads", "vnni",
+           "with_primitives"]

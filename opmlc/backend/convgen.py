@@ -335,11 +335,12 @@ def _window_starts(ir: _Ir, sp: ConvSpec, p0: str, n: int) -> tuple[str, list[st
 
 
 def _pack_columns(ir: _Ir, sp: ConvSpec, xb: str, p0: str, colmask: str, starts: list[str],
-                  dst: str, ety: str, esz: int, n: int) -> None:
+                  dst: str, ety: str, esz: int, n: int, u8_zp: int | None = None) -> None:
     """Pack panel columns [p0, p0 + n) of the im2col matrix of x (channels of the group at
     xb) into dst[k][n], k = (c, j_0, .., j_{nd-1}) row-major as in the weights: ety lanes
     of esz bytes (x - x_zp, converted exactly unless ety is i64), 0 in the padding and
-    past the last column (colmask, starts: :func:`_window_starts`)."""
+    past the last column (colmask, starts: :func:`_window_starts`). With ``u8_zp`` (ety
+    i8): the byte x - x_zp + u8_zp instead, u8_zp in the padding (:func:`dot_plan`)."""
     kern, H = list(sp.kernel_shape), list(sp.in_shape)
     S, D, PAD = list(sp.strides), list(sp.dilations), list(sp.pads)
     nd, Cg, HW = len(kern), sp.in_per_group, _prod(H)
@@ -349,8 +350,9 @@ def _pack_columns(ir: _Ir, sp: ConvSpec, xb: str, p0: str, colmask: str, starts:
     hst = [_prod(H[i + 1:]) for i in range(nd)]
     contiguous = all(k == 1 for k in kern) and all(s == 1 for s in S) and \
         all(p == 0 for p in PAD) and H == list(sp.out_shape)
-    ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr>, "
-                 f"i32 immarg, <{n} x i1>, <{n} x {xty}>)")
+    # stride 1 and the output as wide as x on every axis but the first: a column's window
+    # element is at a fixed distance from the column (p + shift), so no gather
+    shifted = not contiguous and all(s == 1 for s in S) and H[1:] == list(sp.out_shape)[1:]
     ir.decls.add(f"declare <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr, i32 immarg, "
                  f"<{n} x i1>, <{n} x {xty}>)")
     c, _, close_c = ir.loop("0", str(Cg))
@@ -363,33 +365,64 @@ def _pack_columns(ir: _Ir, sp: ConvSpec, xb: str, p0: str, colmask: str, starts:
         closes.append(cl)
         kidx = ir.v(f"add i64 {ir.v(f'mul i64 {kidx}, {kern[i]}')}, {j}")
     zero = f"<{n} x {xty}> zeroinitializer"
-    if contiguous:
-        valid = colmask
-        ptr = ir.v(f"getelementptr i8, ptr {xcb}, i64 {ir.v(f'mul i64 {p0}, {xsz}')}")
-        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr {ptr}, "
-                    f"i32 {xsz}, <{n} x i1> {valid}, {zero})")
-    else:
-        valid, off = colmask, None
+    valid = colmask
+    if not contiguous:  # lanes inside the image on every axis
         for i in range(nd):
             jd = ir.v(f"mul i64 {js[i]}, {D[i]}")
             pos = ir.v(f"add <{n} x i64> {starts[i]}, {ir.splat('i64', n, jd)}")
             ok = ir.v(f"icmp ult <{n} x i64> {pos}, {_vconst(n, H[i])}")
             valid = ir.v(f"and <{n} x i1> {valid}, {ok}")
+    if contiguous or shifted:
+        # column p reads x at p + shift (shift = sum_i (j_i D_i - PAD_i) hst_i): one masked
+        # load; masked-off lanes (padding, past the last column) are never read
+        off = p0
+        for i in range(nd if shifted else 0):
+            sh = ir.v(f"sub i64 {ir.v(f'mul i64 {js[i]}, {D[i]}')}, {PAD[i]}")
+            off = ir.v(f"add i64 {off}, {ir.v(f'mul i64 {sh}, {hst[i]}')}")
+        ptr = ir.v(f"getelementptr i8, ptr {xcb}, i64 {ir.v(f'mul i64 {off}, {xsz}')}")
+        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.load.v{n}{xty}.p0(ptr {ptr}, "
+                    f"i32 {xsz}, <{n} x i1> {valid}, {zero})")
+    else:
+        # an unmasked gather of whole words (no per-lane branches): a narrow element is the
+        # top of the 32-bit word that ends with it, so no lane reads past its own element
+        # (an invalid lane reads the word ending with x[c, 0]; x never starts below 4)
+        off = None
+        for i in range(nd):
+            jd = ir.v(f"mul i64 {js[i]}, {D[i]}")
+            pos = ir.v(f"add <{n} x i64> {starts[i]}, {ir.splat('i64', n, jd)}")
             t = ir.v(f"mul <{n} x i64> {pos}, {_vconst(n, hst[i] * xsz)}")
             off = t if off is None else ir.v(f"add <{n} x i64> {off}, {t}")
         off = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {off}, "
                    f"<{n} x i64> zeroinitializer")
+        gty = "i64" if xsz == 8 else "i32"
+        back = max(0, 4 - xsz) if xsz < 8 else 0
+        if back:
+            off = ir.v(f"sub <{n} x i64> {off}, {_vconst(n, back)}")
         ptrs = ir.v(f"getelementptr i8, ptr {xcb}, <{n} x i64> {off}")
-        vals = ir.v(f"call <{n} x {xty}> @llvm.masked.gather.v{n}{xty}.v{n}p0(<{n} x ptr> "
-                    f"{ptrs}, i32 {xsz}, <{n} x i1> {valid}, {zero})")
-    wide = vals if xty == "i64" else ir.v(f"{_ext(xsig)} <{n} x {xty}> {vals} to <{n} x i64>")
-    if x_zp:
-        wide = ir.v(f"sub <{n} x i64> {wide}, {_vconst(n, x_zp)}")
-    wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {wide}, <{n} x i64> zeroinitializer")
-    if ety != "i64":
-        wide = ir.v(f"sitofp <{n} x i64> {wide} to <{n} x {ety}>")
+        ones = _vconst(n, 1, "i1").replace("i1 1", "i1 true")
+        ir.decls.add(f"declare <{n} x {gty}> @llvm.masked.gather.v{n}{gty}.v{n}p0(<{n} x ptr>, "
+                     f"i32 immarg, <{n} x i1>, <{n} x {gty}>)")
+        words = ir.v(f"call <{n} x {gty}> @llvm.masked.gather.v{n}{gty}.v{n}p0(<{n} x ptr> "
+                     f"{ptrs}, i32 1, <{n} x i1> {ones}, <{n} x {gty}> zeroinitializer)")
+        if back:
+            words = ir.v(f"lshr <{n} x i32> {words}, {_vconst(n, 8 * back, 'i32')}")
+        vals = words if xty == gty else ir.v(f"trunc <{n} x {gty}> {words} to <{n} x {xty}>")
+    if u8_zp is not None:  # the byte x - x_zp + u8_zp: x (u8) or x xor 0x80 (i8)
+        flip = 0x80 if xsig else 0
+        b = ir.v(f"xor <{n} x i8> {vals}, {_vconst(n, flip, 'i8')}") if flip else vals
+        wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i8> {b}, "
+                    f"<{n} x i8> {_vconst(n, u8_zp - 256 if u8_zp > 127 else u8_zp, 'i8')}")
+    else:
+        wide = vals if xty == "i64" else \
+            ir.v(f"{_ext(xsig)} <{n} x {xty}> {vals} to <{n} x i64>")
+        if x_zp:
+            wide = ir.v(f"sub <{n} x i64> {wide}, {_vconst(n, x_zp)}")
+        wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i64> {wide}, "
+                    "<{n} x i64> zeroinitializer".replace("{n}", str(n)))
+        if ety != "i64":
+            wide = ir.v(f"sitofp <{n} x i64> {wide} to <{n} x {ety}>")
     d = ir.v(f"getelementptr i8, ptr {dst}, i64 {ir.v(f'mul i64 {kidx}, {n * esz}')}")
-    ir.emit(f"store <{n} x {ety}> {wide}, ptr {d}, align 64")
+    ir.emit(f"store <{n} x {ety}> {wide}, ptr {d}, align {min(64, n * esz)}")
     for cl in reversed(closes):
         cl()
     close_c()
@@ -616,12 +649,252 @@ def _conv_epilogue(ir: _Ir, sp: ConvSpec, mr: int, r: str, m0g: str, nM: str, j0
     close_jj()
 
 
+# ---------------------------------------------------------------- int8 dot-product conv
+#
+# When x and w are 8-bit (the int8 scheme), the sums are formed by a u8 x s8 dot product
+# of four adjacent k in i32 lanes: ``@opmlc_dpbusd16`` (spec/OPVM.md 5.1; the runtime
+# defines it as AVX-512 VNNI vpdpbusd where the host has it, as plain widening vector
+# code elsewhere: the same bits, since every sum is exact). With xu = x - x_zp + XZ and
+# ws = w - WS (the bytes of x and w made u8 and s8: XZ = x_zp + 128 for i8 x, WS = 128
+# for u8 w) and WZ = w_zp - WS,
+#
+#     sum_k (x - x_zp)(w - w_zp) = sum_k xu ws - XZ R[m] - WZ Cs[p] + K XZ WZ
+#
+# with R[m] = sum_k ws[m, k] (from the constant weights at compile time: a table in the
+# kernel, never in VM memory) and Cs[p] = sum_k xu[k, p] (per panel, only when WZ != 0).
+# The padding packs XZ (so x - x_zp is 0 there). |xu ws| <= 255 * 128, so K * 32640 <
+# 2^31 keeps the i32 sum exact; it is widened to i64 before the corrections and the
+# epilogue, whose arithmetic is the VM's. A work item is one panel of DNR output columns
+# of one (image, group): its im2col columns are packed as bytes k-major, then
+# interleaved by four k (panel[q][c][j] = xu[4q + j, c]); every DMR-row tile then runs
+# DMR <16 x i32> accumulators over the K / 4 groups, each step one panel vector against
+# four broadcast weight bytes per row, and writes its rows through the epilogue.
+
+DNR = 16         # output columns of a dot-product panel (one <16 x i32> vector)
+DMR = 16         # rows of its register tile
+DPBUSD = "@opmlc_dpbusd16"
+DPBUSD_DECL = "declare <16 x i32> @opmlc_dpbusd16(<16 x i32>, <64 x i8>, <64 x i8>)"
+_DOT_BOUND = 255 * 128  # max |xu * ws|
+
+
+@dataclass(frozen=True)
+class DotPlan:
+    """How :func:`gen_conv_dot` offsets x and w to u8 and s8 (see the section comment)."""
+
+    x_zp_u8: int             # XZ: the byte of x_zp (and of the padding) after the offset
+    w_flip: bool             # w is u8: its bytes are xor 0x80 (ws = w - 128)
+    w_zp_s8: int             # WZ = w_zp - 128 if w is u8 else w_zp
+    corr: tuple[int, ...]    # per output channel m: K XZ WZ - XZ R[m]
+
+
+def dot_plan(sp: ConvSpec) -> DotPlan | None:
+    """The dot-product parameters of a conv description, or None (another kernel)."""
+    if sp.x_dtype not in ("i8", "u8") or sp.w_dtype not in ("i8", "u8") or \
+            sp.w_rowsum is None:
+        return None
+    K = sp.reduction
+    xz = sp.x_zp + (128 if sp.x_dtype == "i8" else 0)
+    if not 0 <= xz <= 255 or K * _DOT_BOUND >= 1 << 31 or K == 0:
+        return None
+    ws = 128 if sp.w_dtype == "u8" else 0
+    wz = sp.w_zp - ws
+    corr = tuple(K * xz * wz - xz * (r - ws * K) for r in sp.w_rowsum)
+    return DotPlan(x_zp_u8=xz, w_flip=bool(ws), w_zp_s8=wz, corr=corr)
+
+
+def _kpad(sp: ConvSpec) -> int:
+    return -(-sp.reduction // 4) * 4
+
+
+def conv_dot_scratch_bytes(sp: ConvSpec) -> int:
+    """One part's scratch: the k-major byte panel, the interleaved one, 128 bytes where a
+    partial output row is parked (all 64-byte aligned)."""
+    return 2 * _dot_half(sp) + 128
+
+
+def _dot_half(sp: ConvSpec) -> int:
+    return -(-_kpad(sp) * DNR // 64) * 64
+
+
+def _gep(ir: _Ir, p: str, off: str) -> str:
+    return ir.v(f"getelementptr i8, ptr {p}, i64 {off}")
+
+
+def _splat_bytes(ir: _Ir, w32: str) -> str:
+    """Four weight bytes (an i32) broadcast to the 64 bytes of a dot-product operand."""
+    return ir.v(f"bitcast <16 x i32> {ir.splat('i32', 16, w32)} to <64 x i8>")
+
+
+def _store_cols(ir: _Ir, val: str, ety: str, esz: int, yp: str, ncols: str,
+                scratch: str) -> None:
+    """y[0 : 16] = val when all 16 columns are valid (ncols >= 16), else lane by lane
+    y[0 : ncols] through ``scratch`` (no masked narrowing store: see _conv_epilogue)."""
+    whole, part, done = ir.label("dw"), ir.label("dp"), ir.label("dd")
+    full = ir.v(f"icmp sge i64 {ncols}, 16")
+    ir.emit(f"br i1 {full}, label %{whole}, label %{part}")
+    ir.lines.append(f"{whole}:")
+    ir.emit(f"store <16 x {ety}> {val}, ptr {yp}, align {esz}")
+    ir.emit(f"br label %{done}")
+    ir.lines.append(f"{part}:")
+    ir.emit(f"store <16 x {ety}> {val}, ptr {scratch}, align 64")
+    lane, _, close = ir.loop("0", ncols)
+    e = ir.v(f"load {ety}, ptr {ir.v(f'getelementptr {ety}, ptr {scratch}, i64 {lane}')}, "
+             f"align {esz}")
+    ir.emit(f"store {ety} {e}, ptr {ir.v(f'getelementptr {ety}, ptr {yp}, i64 {lane}')}, "
+            f"align {esz}")
+    close()
+    ir.emit(f"br label %{done}")
+    ir.lines.append(f"{done}:")
+
+
+def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
+    """The int8 dot-product kernel of a q.conv / q.conv_rq (see the section comment)."""
+    # llvmgen calls this module; its scalar formulas, lane-wise, render the epilogue
+    from opmlc.backend.llvmgen import VecExpr
+
+    N, C, G, Mg, Cg = sp.batch, sp.channels, sp.groups, sp.out_per_group, sp.in_per_group
+    HW, P = _prod(sp.in_shape), _prod(sp.out_shape)
+    K, M, Kp = sp.reduction, G * Mg, _kpad(sp)
+    NQ, KT = K // 4, K % 4
+    NP = -(-P // DNR)
+    items = N * G * NP
+    xsz, _ = DTYPE_INFO[sp.x_dtype]
+    osz, _ = DTYPE_INFO[sp.y_dtype]
+    oty = f"i{8 * osz}"
+    half = _dot_half(sp)
+    ir = _Ir()
+    ir.decls.add(DPBUSD_DECL)
+    corr = f"@{fname}.corr"
+    ir.decls.add(f"{corr} = internal constant [{M} x i64] "
+                 f"[{', '.join(f'i64 {c}' for c in dp.corr)}], align 8")
+    po = ir.v(f"mul i64 %part, {conv_dot_scratch_bytes(sp)}")
+    kmaj = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    panel = ir.v(f"getelementptr i8, ptr {kmaj}, i64 {half}")
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, _, close_it = ir.loop(lo, hi)
+    ng = ir.v(f"udiv i64 {it}, {NP}")
+    pj = ir.v(f"urem i64 {it}, {NP}")
+    n = ir.v(f"udiv i64 {ng}, {G}")
+    g = ir.v(f"urem i64 {ng}, {G}")
+    p0 = ir.v(f"mul i64 {pj}, {DNR}")
+    ncols = ir.v(f"sub i64 {P}, {p0}")
+    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'mul i64 {g}, {Cg}')}")
+    xo = ir.v(f"mul i64 {ch}, {HW * xsz}")
+    xb = _gep(ir, "%base", ir.v(f"add i64 {xo}, {sp.x_addr}"))
+    colmask, starts = _window_starts(ir, sp, p0, DNR)
+    _pack_columns(ir, sp, xb, p0, colmask, starts, kmaj, "i8", 1, DNR, u8_zp=dp.x_zp_u8)
+    for k in range(K, Kp):  # the last group's missing k: zero bytes
+        ir.emit(f"store <16 x i8> zeroinitializer, ptr "
+                f"{ir.v(f'getelementptr i8, ptr {kmaj}, i64 {k * DNR}')}, align 16")
+    # interleave: panel[q][c][j] = kmaj[4q + j][c]
+    q, _, close_q = ir.loop("0", str(Kp // 4))
+    src = ir.v(f"getelementptr i8, ptr {kmaj}, i64 {ir.v(f'mul i64 {q}, {4 * DNR}')}")
+    rows = [ir.v(f"load <16 x i8>, ptr {ir.v(f'getelementptr i8, ptr {src}, i64 {16 * j}')}, "
+                 f"align 16") for j in range(4)]
+    ab = ir.v(f"shufflevector <16 x i8> {rows[0]}, <16 x i8> {rows[1]}, "
+              f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
+    cd = ir.v(f"shufflevector <16 x i8> {rows[2]}, <16 x i8> {rows[3]}, "
+              f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
+    inter = [16 * j + c for c in range(DNR) for j in range(4)]
+    v = ir.v(f"shufflevector <32 x i8> {ab}, <32 x i8> {cd}, "
+             f"<64 x i32> {_vconst(64, inter, 'i32')}")
+    ir.emit(f"store <64 x i8> {v}, ptr {_gep(ir, panel, ir.v(f'mul i64 {q}, 64'))}, "
+            "align 64")
+    close_q()
+    cs = None
+    if dp.w_zp_s8:  # Cs[p] = sum_k xu[k, p]: the panel against bytes of ones
+        ones = _splat_bytes(ir, str(0x01010101))
+        q, (acc,), close_q = ir.loop("0", str(Kp // 4), [("<16 x i32>", "zeroinitializer")])
+        pv = ir.v(f"load <64 x i8>, ptr {_gep(ir, panel, ir.v(f'mul i64 {q}, 64'))}, "
+                  "align 64")
+        nxt = ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc}, <64 x i8> {pv}, <64 x i8> {ones})")
+        close_q([nxt])
+        cs = ir.v(f"mul <16 x i64> {ir.v(f'sext <16 x i32> {acc} to <16 x i64>')}, "
+                  f"{_vconst(16, dp.w_zp_s8)}")
+    m0g = ir.v(f"mul i64 {g}, {Mg}")
+    nM = ir.v(f"mul i64 {n}, {M}")
+    parkp = _gep(ir, kmaj, str(2 * half))
+
+    def wbytes(wrow: str, qi: str, tail: bool) -> str:
+        """The four weight bytes of group qi of a row (zero past K), broadcast."""
+        off = ir.v(f"mul i64 {qi}, 4")
+        if not tail:
+            w32 = ir.v(f"load i32, ptr {_gep(ir, wrow, off)}, align 1")
+        else:
+            w32 = "0"
+            for j in range(KT):
+                b = ir.v(f"load i8, ptr {_gep(ir, wrow, str(4 * NQ + j))}, align 1")
+                b = ir.v(f"shl i32 {ir.v(f'zext i8 {b} to i32')}, {8 * j}")
+                w32 = ir.v(f"or i32 {w32}, {b}")
+        if dp.w_flip:
+            flip = sum(0x80 << (8 * j) for j in range(KT if tail else 4))
+            w32 = ir.v(f"xor i32 {w32}, {flip}")
+        return _splat_bytes(ir, w32)
+
+    def tile(mr: int, r: str) -> None:
+        mrow = [ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}") for i in range(mr)]
+        wrows = [_gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {m}, {K}')}, {sp.w_addr}"))
+                 for m in mrow]
+        acc = ["zeroinitializer"] * mr
+        if NQ:
+            q, acc, close_q = ir.loop("0", str(NQ), [("<16 x i32>", "zeroinitializer")] * mr)
+            pv = ir.v(f"load <64 x i8>, ptr {_gep(ir, panel, ir.v(f'mul i64 {q}, 64'))}, "
+                      "align 64")
+            close_q([ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[i]}, <64 x i8> {pv}, "
+                          f"<64 x i8> {wbytes(wrows[i], q, False)})") for i in range(mr)])
+        if KT:
+            pv = ir.v(f"load <64 x i8>, ptr {_gep(ir, panel, str(64 * NQ))}, align 64")
+            acc = [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[i]}, <64 x i8> {pv}, "
+                        f"<64 x i8> {wbytes(wrows[i], str(NQ), True)})") for i in range(mr)]
+        for i in range(mr):
+            a = ir.v(f"sext <16 x i32> {acc[i]} to <16 x i64>")
+            cp = ir.v(f"getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {mrow[i]}")
+            c = ir.v(f"load i64, ptr {cp}, align 8")
+            if sp.bias_addr is not None:
+                bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+                bo = ir.v(f"add i64 {ir.v(f'mul i64 {mrow[i]}, {bsz}')}, {sp.bias_addr}")
+                b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
+                if bsz < 8:
+                    b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+                c = ir.v(f"add i64 {c}, {b}")
+            a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
+            if cs is not None:
+                a = ir.v(f"sub <16 x i64> {a}, {cs}")
+            val = a
+            if sp.epilogue is not None:
+                val = VecExpr(ir, 16, {"acc": a}, [mrow[i]]).val(sp.epilogue)
+            if osz < 8:
+                val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {mrow[i]}')}, {P}")
+            yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
+            yo = ir.v(f"add i64 {yo}, {sp.y_addr}")
+            _store_cols(ir, val, oty, osz, ir.v(f"getelementptr i8, ptr %base, i64 {yo}"),
+                        ncols, parkp)
+
+    full = Mg // DMR
+    if full:
+        rt, _, close_r = ir.loop("0", str(full))
+        tile(DMR, ir.v(f"mul i64 {rt}, {DMR}"))
+        close_r()
+    if Mg % DMR:
+        tile(Mg % DMR, str(full * DMR))
+    close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
 def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     """(function text, declarations, scratch bytes per part) for a kernel with a native
     description, or None to render its loop nest."""
     sp = kernel.native
     if sp is None:
         return None
+    dp = dot_plan(sp)
+    if dp is not None:
+        text, decls = gen_conv_dot(sp, dp, fname)
+        return text, decls, conv_dot_scratch_bytes(sp)
     fp = float_plan(sp)
     if fp is not None:
         text, decls = gen_conv_float(sp, fp, fname)
@@ -632,5 +905,6 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     return text, decls, conv_scratch_bytes(sp)
 
 
-__all__ = ["FloatPlan", "MAX_PARTS", "SCRATCH", "conv_float_scratch_bytes",
-           "conv_scratch_bytes", "float_plan", "gen_conv", "gen_conv_float", "gen_native"]
+__all__ = ["DPBUSD", "DotPlan", "FloatPlan", "MAX_PARTS", "SCRATCH", "conv_dot_scratch_bytes",
+           "conv_float_scratch_bytes", "conv_scratch_bytes", "dot_plan", "float_plan",
+           "gen_conv_dot", "gen_conv", "gen_conv_float", "gen_native"]

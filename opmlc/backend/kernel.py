@@ -148,6 +148,7 @@ class ConvSpec:
     bias_addr: int | None = None   # bias: (G * Mg,) of bias_dtype, or None (0)
     bias_dtype: str | None = None
     epilogue: Expr | None = None   # requant + clamp of Var("acc"); Idx(0) is m
+    w_rowsum: tuple[int, ...] | None = None  # sum_{c, j} w[m, c, j] per m; None: unknown
 
     @property
     def reduction(self) -> int:

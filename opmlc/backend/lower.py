@@ -681,6 +681,14 @@ def _absmax(c: np.ndarray | None, zp: int) -> int | None:
     return int(np.abs(c.astype(np.int64) - zp).max())
 
 
+def _rowsum(c: np.ndarray | None) -> tuple[int, ...] | None:
+    """sum of each output channel's constant weights (None if not a constant): the zero
+    point corrections of the native int8 dot-product kernels (convgen.dot_plan)."""
+    if c is None or c.size == 0:
+        return None
+    return tuple(int(v) for v in c.astype(np.int64).reshape(c.shape[0], -1).sum(axis=1))
+
+
 @lowering("q.conv")
 def _qconv(node: Node, ctx: Ctx) -> Kernel:
     """Loops n, g, mm, o..., c, j... (m = g * M/G + mm, x channel = g * C/G + c)."""
@@ -756,7 +764,8 @@ def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
             w_addr=ctx.addr(w), w_dtype=wt.dtype, w_zp=int(a["w_zp"]),
             w_absmax=_absmax(ctx.const(w), a["w_zp"]), y_addr=ctx.addr(y), y_dtype=yt.dtype,
             bias_addr=ctx.addr(bias) if bias is not None else None,
-            bias_dtype=ctx.t(bias).dtype if bias is not None else None, epilogue=row_epi)
+            bias_dtype=ctx.t(bias).dtype if bias is not None else None, epilogue=row_epi,
+            w_rowsum=_rowsum(ctx.const(w)))
     return k
 
 

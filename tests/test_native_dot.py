@@ -1,0 +1,174 @@
+"""The int8 dot-product conv kernels (convgen.dot_plan / gen_conv_dot): 8-bit x and w
+summed as u8 x s8 groups of four k in i32 lanes (AVX-512 VNNI vpdpbusd where the host
+has it, the runtime's plain vector definition elsewhere), zero points corrected in i64.
+ref == native (VNNI and the forced fallback, 1 and 2 threads) == VM, on the kernel's
+edges: tile remainders (rows % 16, columns % 16), K not a multiple of 4, channel counts
+1..67, zero points at the extremes, u8 weights, depthwise and grouped convs, fused
+requant epilogues."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_native import _rand, conv_graph
+
+from opmlc.backend.compile import compile_graph
+from opmlc.backend.convgen import DPBUSD_DECL, DNR, DMR, dot_plan
+from opmlc.ir.graph import Node, TensorType
+from opmlc.ir.ops import canonical_attrs, infer_types
+from opmlc.quantize.interp import evaluate_int, verify_int
+from opmlc_runtime import native
+from opmlc_runtime.engines import Program
+
+
+def _with_requant(g, rng: np.random.Generator, M: int, nd: int,
+                  clamp: tuple[int, int] | None, dtype: str):
+    """g's conv followed by a per-channel q.requant (and q.clamp): fused to q.conv_rq."""
+    g.nodes = [Node(g.nodes[0].op, g.nodes[0].inputs, ("acc",), g.nodes[0].attrs)]
+    g.types["acc"] = g.types.pop("y")
+    g.consts["m"] = rng.integers(1, 1 << 20, (M,) + (1,) * nd).astype(np.int64)
+    g.consts["s"] = rng.integers(8, 24, (M,) + (1,) * nd).astype(np.int64)
+    for k in ("m", "s"):
+        g.types[k] = TensorType.of(g.consts[k])
+    ra = canonical_attrs("q.requant", {"x_zp": int(rng.integers(-50, 50)),
+                                       "zp": int(rng.integers(-5, 5)), "dtype": dtype})
+    out = "y" if clamp is None else "r"
+    g.types[out] = infer_types("q.requant", [g.types[a] for a in ("acc", "m", "s")], ra)[0]
+    g.nodes.append(Node("q.requant", ("acc", "m", "s"), (out,), ra))
+    if clamp is not None:
+        ca = canonical_attrs("q.clamp", {"lo": clamp[0], "hi": clamp[1]})
+        g.types["y"] = infer_types("q.clamp", [g.types["r"]], ca)[0]
+        g.nodes.append(Node("q.clamp", ("r",), ("y",), ca))
+    return verify_int(g)
+
+
+def run_native(prog_art, x: dict, threads: int, vnni: str) -> object:
+    """One native run with a fresh JIT under OPMLC_VNNI=vnni and the given thread count."""
+    import os
+
+    old = os.environ.get("OPMLC_VNNI")
+    os.environ["OPMLC_VNNI"] = vnni
+    try:
+        native.set_threads(threads)
+        prog = Program(prog_art)
+        r = prog.run(x, "native", commit=True)
+        assert prog.native().vnni == (vnni == "1" and native.vnni())
+        return r
+    finally:
+        native.set_threads(None)
+        if old is None:
+            del os.environ["OPMLC_VNNI"]
+        else:
+            os.environ["OPMLC_VNNI"] = old
+
+
+@st.composite
+def dot_case(draw):
+    nd = draw(st.integers(1, 2))
+    depthwise = draw(st.booleans())
+    G = draw(st.integers(1, 3))
+    Cg = 1 if depthwise else draw(st.sampled_from([1, 2, 3, 5, 16, 17, 31, 64, 67]))
+    Mg = 1 if depthwise else draw(st.sampled_from([1, 3, 15, 16, 17, 33, 67]))
+    if depthwise:
+        G = draw(st.integers(1, 67))
+    kern = [draw(st.integers(1, 3)) for _ in range(nd)]
+    s = [draw(st.integers(1, 2)) for _ in range(nd)]
+    d = [draw(st.integers(1, 2)) for _ in range(nd)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * nd)]
+    H = [max(draw(st.integers(1, 9 if nd == 2 else 40)),
+             d[i] * (kern[i] - 1) + 1 - pads[i] - pads[nd + i]) for i in range(nd)]
+    xd, wd = draw(st.sampled_from(["i8", "u8"])), draw(st.sampled_from(["i8", "u8"]))
+    xlo, xhi = (-128, 127) if xd == "i8" else (0, 255)
+    wlo, whi = (-128, 127) if wd == "i8" else (0, 255)
+    return dict(nd=nd, N=draw(st.integers(1, 2)), G=G, Cg=Cg, Mg=Mg, kern=kern, s=s, d=d,
+                pads=pads, H=H, xd=xd, wd=wd,
+                x_zp=draw(st.sampled_from([xlo, xhi, 0, 3])),
+                w_zp=draw(st.sampled_from([0, 0, wlo, whi, -1])),
+                bias=draw(st.sampled_from([None, "i32", "i64"])),
+                rq=draw(st.sampled_from([None, "i8", "u8", "clamp"])),
+                extreme=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _build(c: dict):
+    rng = np.random.default_rng(c["seed"])
+    M = c["G"] * c["Mg"]
+    x_t = TensorType(c["xd"], (c["N"], c["G"] * c["Cg"], *c["H"]))
+    w = _rand(rng, c["wd"], (M, c["Cg"], *c["kern"]))
+    x = _rand(rng, c["xd"], x_t.shape)
+    if c["extreme"]:  # every product at the bound: the i32 sums at their largest
+        info_x, info_w = np.iinfo(x.dtype), np.iinfo(w.dtype)
+        x[...] = info_x.max if c["x_zp"] <= 0 else info_x.min
+        w[...] = info_w.min if c["w_zp"] >= 0 else info_w.max
+    bias = None if c["bias"] is None else _rand(rng, c["bias"], (M,))
+    attrs = {"strides": c["s"], "pads": c["pads"], "dilations": c["d"], "group": c["G"],
+             "x_zp": c["x_zp"], "w_zp": c["w_zp"]}
+    g = conv_graph(x_t, w, bias, attrs)
+    if c["rq"] is not None:
+        dt = "i8" if c["rq"] == "clamp" else c["rq"]
+        g = _with_requant(g, rng, M, c["nd"], (-20, 90) if c["rq"] == "clamp" else None, dt)
+    return g, {"x": x}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(c=dot_case())
+def test_dot_conv_bit_exact(c: dict) -> None:
+    """Random 8-bit q.conv / q.conv_rq on the dot-product kernel: ref == native with VNNI
+    (1 and 2 threads) == native with the plain fallback == the VM, every root the same."""
+    g, x = _build(c)
+    ref = evaluate_int(g, x)["y"]
+    art = compile_graph(g)
+    assert DPBUSD_DECL in art.llvm_ir  # the dot-product kernel, not another one
+    runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (2, "1"), (2, "0"))]
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], ref)
+        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
+    if art.meta["total_steps"] < 3_000_000:
+        vm = Program(art).run(x, "vm", commit=True)
+        np.testing.assert_array_equal(vm.outputs["y"], ref)
+        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+
+
+def test_dot_plan_rule() -> None:
+    """8-bit x and w with constant weights and a representable padding byte: the dot
+    kernel; 16-bit operands, zero points whose padding byte leaves u8, or K * 255 * 128 >=
+    2^31: another kernel."""
+    from test_native_float import _sp
+
+    base = dict(w_dtype="i8", w_rowsum=(0,) * 4)
+    sp = _sp("i8", -128, 127, Cg=4, Mg=4)
+    assert dot_plan(sp) is None  # w i64
+    from dataclasses import replace
+
+    sp = replace(sp, **base)
+    assert dot_plan(sp) is not None and dot_plan(sp).x_zp_u8 == 0
+    assert dot_plan(replace(sp, x_zp=127)).x_zp_u8 == 255
+    assert dot_plan(replace(sp, x_dtype="u8", x_zp=256)) is None
+    assert dot_plan(replace(sp, x_dtype="i16")) is None
+    assert dot_plan(replace(sp, w_rowsum=None)) is None
+    big = replace(sp, in_per_group=65794, kernel_shape=(1, 1))
+    assert dot_plan(big) is None
+    assert dot_plan(replace(big, in_per_group=65793)) is not None
+    assert DNR == 16 and DMR == 16
+
+
+def test_runtime_declaration_matches() -> None:
+    """The primitive the compiler declares is the one the runtime defines."""
+    assert DPBUSD_DECL == native.DPBUSD_DECL
+    ir = native.with_primitives(DPBUSD_DECL, False)
+    assert "define internal" in ir and "vpdpbusd" not in ir
+    assert "vpdpbusd" in native.with_primitives(DPBUSD_DECL, True)
+
+
+@pytest.mark.parametrize("Cg,Mg,H", [(64, 64, 9), (67, 17, 7), (3, 35, 11)])
+def test_dot_conv_resnet_like(Cg: int, Mg: int, H: int) -> None:
+    """3x3 padded conv_rq with more columns than one panel: VNNI == fallback == ref."""
+    c = dict(nd=2, N=1, G=1, Cg=Cg, Mg=Mg, kern=[3, 3], s=[1, 1], d=[1, 1],
+             pads=[1, 1, 1, 1], H=[H, H], xd="i8", wd="i8", x_zp=-128, w_zp=0, bias="i32",
+             rq="clamp", extreme=False, seed=Cg)
+    g, x = _build(c)
+    ref = evaluate_int(g, x)["y"]
+    art = compile_graph(g)
+    for t, v in ((1, "1"), (3, "1"), (2, "0")):
+        np.testing.assert_array_equal(run_native(art, x, t, v).outputs["y"], ref)
