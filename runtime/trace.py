@@ -236,6 +236,12 @@ class NodeReplay:
         return {"node": self.node, "step": t, "global_step": self.global_step(t),
                 "pre_root": _hx(pre), "post_root": _hx(vm.root()), "witness": _hx(wit)}
 
+    def vm_at(self, t: int):
+        """The working machine standing at step ``t`` (its ``core`` and ``mem``); valid until
+        the next query. For callers that derive other states from it (adversarial agents)."""
+        self._check_step(t, self.steps, "--step")
+        return self._goto(t)
+
     def state(self, t: int) -> CoreState:
         """The core state (pc, step, status, registers) at step ``t``."""
         self._check_step(t, self.steps, "--step")

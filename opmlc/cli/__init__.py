@@ -2,6 +2,7 @@
 
     opmlc ir | quantize-report | compile | run | inspect     models and artifacts (model.py)
     opmlc trace                                              challenge traces (trace.py)
+    opmlc challenge                                          the dispute game on an EVM (game.py)
     opmlc asm | disasm | vm | spec | verifier                the machine itself (machine.py)
 
 Flags shared by several commands (``--shape``, ``--calibrate``, ``--input``), array
@@ -24,7 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from opmlc import __version__
-from opmlc.cli import machine, model, trace
+from opmlc.cli import game, machine, model, trace
 from opmlc.errors import OpmlcError
 from opmlc_isagen.solc import SolcError
 
@@ -42,6 +43,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None],
      model.args_quantize_report, model.cmd_quantize_report),
     ("trace", "challenge traces: phase-2 roots and commitment, inclusion proofs, phase-1 "
      "roots and one-step witnesses", trace.args_trace, trace.cmd_trace),
+    ("challenge", "play a whole dispute about one inference on an EVM (honest party vs a liar)",
+     game.args_challenge, game.cmd_challenge),
     ("asm", "assemble a .s file into a binary image", machine.args_asm, machine.cmd_asm),
     ("disasm", "disassemble a binary image", machine.args_disasm, machine.cmd_disasm),
     ("vm", "run a program on the reference stepper, or prove one step", machine.args_vm,
