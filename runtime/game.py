@@ -72,8 +72,11 @@ def calldata(signature: str, values: list[Any]) -> bytes:
 def error_table(solidity_source: str) -> dict[bytes, str]:
     """selector -> signature of every ``error Name(type name, ...)`` in a Solidity source."""
     out = {}
+    elementary = re.compile(r"(u?int\d*|bytes\d*|address|bool|string)(\[\d*\])*$")
     for name, args in re.findall(r"\berror\s+(\w+)\s*\(([^)]*)\)\s*;", solidity_source):
-        types = ",".join(a.split()[0] for a in args.split(",") if a.strip())
+        # an enum parameter is a uint8 in the ABI
+        types = ",".join(t if elementary.match(t) else "uint8" for t in
+                         (a.split()[0] for a in args.split(",") if a.strip()))
         sig = f"{name}({types})"
         out[selector(sig)] = sig
     return out

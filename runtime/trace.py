@@ -42,6 +42,7 @@ from opmlc_runtime.merkle import Memory
 from opmlc_runtime.state import CoreState
 
 __all__ = ["CheckpointError", "NodeReplay", "Phase2", "TraceError", "boundary_memory", "commitment",
+           "output_proofs",
            "inclusion_proof", "phase2", "verify_inclusion"]
 
 ZERO = bytes(32)
@@ -143,6 +144,27 @@ def phase2(program, inputs: dict[str, np.ndarray], engine: str = "native") -> Ph
     nodes = [{"name": n["name"], "op": n["op"], "steps": int(n["steps"])}
              for n in program.nodes]
     return Phase2([res.initial_root, *res.node_roots], res.state_root, nodes, engine)
+
+
+def output_proofs(program, inputs: dict[str, np.ndarray]) -> dict:
+    """The model's outputs as leaves of the final memory, each with its Merkle path, so a
+    contract can read them against the final state root (``OpmlcGame.outputLeaf``):
+    ``{"final", "memory_root", "outputs": {name: {"address", "nbytes", "dtype", "shape",
+    "leaves": [{"index", "data", "path"}]}}}``."""
+    mem = boundary_memory(program, inputs, len(program.nodes))
+    mroot = mem.root()
+    outs = {}
+    for sig in program.outputs:
+        a, n = int(sig["address"]), int(sig["nbytes"])
+        leaves = [{"index": i, "data": _hx(mem.read_leaf(i)),
+                   "path": [_hx(p) for p in mem.proof(i)]}
+                  for i in range(a // LEAF_SIZE, (a + n + LEAF_SIZE - 1) // LEAF_SIZE)]
+        outs[sig["name"]] = {"address": a, "nbytes": n, "dtype": sig["dtype"],
+                             "shape": list(sig["shape"]), "leaves": leaves}
+    from opmlc_runtime.state import state_root
+
+    return {"final": _hx(state_root(program.final_core(), mroot)), "memory_root": _hx(mroot),
+            "outputs": outs}
 
 
 # --- phase 1: states inside one node -----------------------------------------------------

@@ -86,15 +86,17 @@ def _silent(text: str | None) -> tuple[str | None, int]:
 
 
 def compile_contracts() -> tuple[bytes, bytes, dict]:
-    """(game bytecode, verifier bytecode, game error table), compiled by the pinned solc."""
+    """(game bytecode, verifier bytecode, error table of both), compiled by the pinned solc."""
     from opmlc_isagen.solc import compile_solidity
     from opmlc_isagen.solidity import CONTRACT, generate_verifier
+    from opmlc_runtime.contract_errors import by_selector
     from opmlc_runtime.game import error_table
 
     src = GAME_SOL.read_text()
     game = compile_solidity({GAME_SOL.name: src}, GAME_SOL.stem)
     verifier = compile_solidity(generate_verifier(), CONTRACT)
-    return game, verifier, error_table(src)
+    errors = error_table(src) | {sel: e.signature for sel, e in by_selector().items()}
+    return game, verifier, errors
 
 
 def cmd_challenge(args: argparse.Namespace) -> int:

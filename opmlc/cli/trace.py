@@ -2,6 +2,7 @@
 
     opmlc trace M.opvm --input x=x.npy [--json]                     phase 2: S_0..S_n, commitment
     opmlc trace M.opvm --input ... --inclusion K [--json]          S_K's inclusion proof
+    opmlc trace M.opvm --input ... --outputs [--json]              outputs as proven memory leaves
     opmlc trace M.opvm --input ... --node K --step T [--json]      the root at step T of node K
     opmlc trace M.opvm --input ... --node K --prove T [--json]     the one-step proof T -> T + 1
         [--checkpoints DIR]   keep phase-1 checkpoints between calls
@@ -22,6 +23,9 @@ def args_trace(p: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--inclusion", type=int, metavar="K",
                       help="the inclusion proof of S_K in the phase-2 commitment")
+    what.add_argument("--outputs", action="store_true",
+                      help="the outputs as leaves of the final memory with their Merkle paths "
+                           "(what OpmlcGame.outputLeaf checks against the final root)")
     p.add_argument("--node", type=int, metavar="K",
                    help="phase 1 of node K (1-based: node K runs from S_{K-1} to S_K)")
     what.add_argument("--step", type=int, metavar="T",
@@ -53,7 +57,7 @@ def _load(args: argparse.Namespace):
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from opmlc_runtime.engines import InputError
-    from opmlc_runtime.trace import NodeReplay, TraceError, phase2
+    from opmlc_runtime.trace import NodeReplay, TraceError, output_proofs, phase2
 
     if (args.step is not None or args.prove is not None) and args.node is None:
         raise OpmlcError("--step and --prove need --node K (the node whose steps they count)")
@@ -75,6 +79,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
                        "global_step": rep.global_step(args.step),
                        "root": hex32(rep.root(args.step))}
                 keys = ("node", "step", "global_step", "root")
+        elif args.outputs:
+            doc = output_proofs(prog, inputs)
+            keys = ("final", "memory_root")
         else:
             say(f"phase 2 on {args.engine or 'native'}: {len(prog.nodes)} nodes")
             ph = phase2(prog, inputs, args.engine or "native")
@@ -92,6 +99,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for key in keys:
         v = doc[key]
         print(f"{key:<12} {' '.join(v) if isinstance(v, list) else v}")
+    for name, o in doc.get("outputs", {}).items():
+        print(f"  {name}: {o['dtype']}{o['shape']} at {o['address']:#x}, {len(o['leaves'])} "
+              f"leaves {o['leaves'][0]['index']}..{o['leaves'][-1]['index']}")
     if "roots" in doc:
         for k, (r, n) in enumerate(zip(doc["roots"], [None, *doc["nodes"]], strict=True)):
             label = "S_0 (input loaded)" if n is None else f"S_{k} {n['name']} ({n['steps']} steps)"
