@@ -2,14 +2,16 @@
 
     art = opmlc.api.compile("model.onnx", scheme="fixed", output="model.opvm")
     model = opmlc.api.load("model.opvm")
-    res = model.run({"x": x}, engine="native"|"vm"|"stepper"|"ref", commit=False)
-    res.outputs, res.state_root, res.steps, res.node_roots
+    res = model.run({"x": x}, engine="native"|"vm"|"stepper"|"ref", commit=False, trace=False)
+    res.outputs, res.state_root, res.steps, res.node_roots, res.roots
 
 ``engine="ref"`` runs the exact integer reference interpreter of the compiler on the
 integer IR carried by the artifact (its constants are read from the memory image), then
 replays its values into the memory plan (``Program.replay``): node k writes exactly its
 output regions, so the reference gives the same ``state_root``, ``steps`` (the static
-count) and, with ``commit``, ``node_roots`` as the engines — an independent check of both.
+count) and, with ``trace``, ``node_roots`` as the engines — an independent check of both.
+``commit=True`` computes the final state root, ``trace=True`` every root (S0, each node
+boundary, final); ``res.roots`` says which ("none", "final", "all").
 
 Outputs are the raw integers of the graph; ``model.dequantize(res.outputs)`` maps the
 outputs that have quantization parameters to float32. ``capture=True`` adds every node
@@ -168,8 +170,8 @@ class Model:
         return self.artifact.meta
 
     def run(self, inputs: dict[str, np.ndarray], engine: str = "native",
-            commit: bool = False, capture: bool = False, saturate: bool = False
-            ) -> RunResult:
+            commit: bool = False, capture: bool = False, saturate: bool = False,
+            trace: bool = False) -> RunResult:
         """Run on ``engine``. A float input holding NaN, +-inf or values outside its
         quantized range is refused (``InputError``) unless ``saturate``: then it is
         clamped by the edge rule and an :class:`EdgeWarning` says how many values were.
@@ -182,8 +184,8 @@ class Model:
         if saturate:
             inputs = self.encode_inputs(inputs, saturate=True)
         if engine == "ref":
-            return self._run_ref(inputs, commit, capture)
-        return self.program.run(inputs, engine, commit, capture)
+            return self._run_ref(inputs, commit, capture, trace)
+        return self.program.run(inputs, engine, commit, capture, trace)
 
     def encode_inputs(self, inputs: dict[str, np.ndarray], saturate: bool = False
                       ) -> dict[str, np.ndarray]:
@@ -269,7 +271,7 @@ class Model:
         return self._ref_graph
 
     def _run_ref(self, inputs: dict[str, np.ndarray], commit: bool = False,
-                 capture: bool = False) -> RunResult:
+                 capture: bool = False, trace: bool = False) -> RunResult:
         from opmlc.quantize.interp import evaluate_int
 
         g = self.ref_graph()
@@ -280,7 +282,7 @@ class Model:
             enc[sig["name"]] = raw.view(np_dtype(sig["dtype"])).reshape(sig["shape"])
         env = evaluate_int(g, enc, return_all=True)
         values = {o: env[o] for n in g.nodes for o in n.outputs}
-        res = self.program.replay(inputs, values, commit, engine="ref")
+        res = self.program.replay(inputs, values, trace, engine="ref", commit=commit)
         if capture:
             res.tensors = {k: np.ascontiguousarray(v).astype(v.dtype.newbyteorder("<"))
                            .tobytes() for k, v in values.items()}

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     _ = model.run(inputs, engine="native").state_root  # JIT-compiles kernels and keccak
     jit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    native = model.run(inputs, engine="native", commit=True)
+    native = model.run(inputs, engine="native", trace=True)
     logits = native.outputs["logits"]
     pred = int(np.argmax(logits))
     _say(f"[2/4] native engine: digit #{args.digit} (label {label}) classified as {pred} in "
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. VM -----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    vm = model.run(inputs, engine="vm", commit=True)
+    vm = model.run(inputs, engine="vm", trace=True)
     same_out = all(np.array_equal(native.outputs[k], vm.outputs[k]) for k in native.outputs)
     same_roots = vm.node_roots == native.node_roots and vm.state_root == native.state_root
     dt = time.perf_counter() - t0

@@ -8,12 +8,16 @@ State at the boundaries (spec/OPVM.md, "Execution"):
   zero, step = sum of the static step counts of nodes 0..k, status RUNNING.
 * final: after the halt step: pc = halt address, step = total + 1, status HALTED.
 
-The native engine never runs the VM: it knows the core state of S_k statically and
-hashes the shared memory buffer (only when ``commit`` is asked, node roots cost one
-incremental Merkle update each). A plain run (no commit, no capture) is one call of the
-runtime's native driver per thread (``NativeModule.run_all``) and does not restore the
-reused buffer first (see ``_native_memory``). The VM engine steps the reference stepper exactly
-``steps_k`` times per node and checks that it lands on the canonical S_k.
+Roots, on every engine: ``commit=True`` computes the final state root; ``trace=True``
+also S0's root and the root of every S_k (the phase-2 trace; ``RunResult.roots`` says
+which a result holds: "none", "final" or "all"); with neither, ``state_root`` is hashed
+only when first read. The native engine never runs the VM: it knows the core state of S_k
+statically and hashes the shared memory buffer (node roots cost one incremental Merkle
+update each). A run without node roots or capture is one call of the runtime's native
+driver per thread (``NativeModule.run_all``) and does not restore the reused buffer
+first (see ``_native_memory``); its final root rehashes only the bytes a run can write.
+The VM engine steps the reference stepper exactly ``steps_k`` times per node and checks
+that it lands on the canonical S_k.
 :meth:`Program.replay` builds the same states from values computed elsewhere (the
 compiler's integer reference): node k writes exactly its output regions, so writing
 each node's outputs in order reproduces every S_k.
@@ -59,6 +63,7 @@ class RunResult:
     node_roots: list[bytes] = field(default_factory=list)
     initial_root: bytes | None = None
     tensors: dict[str, bytes] = field(default_factory=dict)  # capture=True: raw node outputs
+    roots: str = "none"  # what was committed: "none", "final" (state_root), "all" (+ S0, S_k)
 
     @property
     def state_root(self) -> bytes:
@@ -67,11 +72,15 @@ class RunResult:
             self._root = self._root()
         return self._root
 
-    def to_json(self, commit: bool = False) -> dict:
+    def to_json(self) -> dict:
+        """{"engine", "outputs", "steps", "roots"} + "state_root" when roots is "final" or
+        "all" + "initial_root", "node_roots" when "all"."""
         d = {"engine": self.engine,
              "outputs": {k: v.tolist() for k, v in self.outputs.items()},
-             "state_root": "0x" + self.state_root.hex(), "steps": self.steps}
-        if commit:
+             "steps": self.steps, "roots": self.roots}
+        if self.roots != "none":
+            d["state_root"] = "0x" + self.state_root.hex()
+        if self.roots == "all":
             d["initial_root"] = "0x" + (self.initial_root or b"").hex()
             d["node_roots"] = ["0x" + r.hex() for r in self.node_roots]
         return d
@@ -242,13 +251,17 @@ class Program:
         return self._native
 
     def run(self, inputs: dict[str, np.ndarray], engine: str = "native",
-            commit: bool = False, capture: bool = False) -> RunResult:
+            commit: bool = False, capture: bool = False, trace: bool = False) -> RunResult:
+        """Run on ``engine``: ``commit`` the final state root, ``trace`` every root (S0,
+        each S_k, final), ``capture`` every node output's bytes (see the module doc)."""
         if engine == "native":
-            return self._run_native(inputs, commit, capture)
-        if engine in ("vm", "stepper"):
-            return self._run_vm(inputs, commit, capture, engine)
-        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES} "
-                         "(or 'ref' through the compiler API)")
+            res = self._run_native(inputs, trace, capture)
+        elif engine in ("vm", "stepper"):
+            res = self._run_vm(inputs, trace, capture, engine)
+        else:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES} "
+                             "(or 'ref' through the compiler API)")
+        return _settle(res, commit, trace)
 
     def _capture(self, k: int, mem: Memory, out: dict[str, bytes]) -> None:
         for name in self.nodes[k]["outputs"]:
@@ -256,12 +269,14 @@ class Program:
             out[name] = mem.read(addr, n)
 
     def replay(self, inputs: dict[str, np.ndarray], values: dict[str, bytes | np.ndarray],
-               commit: bool = False, engine: str = "ref") -> RunResult:
+               trace: bool = False, engine: str = "ref", commit: bool = True) -> RunResult:
         """The run whose node k wrote ``values[o]`` (raw little-endian bytes or an array of
-        the declared dtype) for each of its outputs o: the same S_k roots, final root and
-        step count as a real engine when the values are right."""
+        the declared dtype) for each of its outputs o: the same final root and step count
+        (and with ``trace`` the same S0 and S_k roots) as a real engine when the values
+        are right."""
         mem = self.memory(inputs)
-        initial = state_root(self.boundary_core(-1), mem.root()) if commit else None
+        commit = commit or trace
+        initial = state_root(self.boundary_core(-1), mem.root()) if trace else None
         roots = []
         for k, n in enumerate(self.nodes):
             for name in n["outputs"]:
@@ -273,11 +288,14 @@ class Program:
                     raise EngineError(f"node {k} ({n['name']}): value {name!r} has "
                                       f"{len(raw)} bytes, its region {nb}")
                 mem.write(addr, raw)
-            if commit:
+            if trace:
                 roots.append(state_root(self.boundary_core(k), mem.root()))
         outs = self.read_outputs(mem)
-        final = state_root(self.final_core(), mem.root())
-        return RunResult(engine, outs, final, self.final_core().step, roots, initial)
+        core = self.final_core()
+        final = state_root(core, mem.root()) if commit else (
+            lambda: state_root(core, mem.root()))
+        return _settle(RunResult(engine, outs, final, core.step, roots, initial), commit,
+                       trace)
 
     def _writable_ranges(self) -> list[tuple[int, int]]:
         """The merged byte ranges a run can change: the inputs and every node's outputs."""
@@ -339,6 +357,7 @@ class Program:
 
     def _run_native(self, inputs: dict[str, np.ndarray], commit: bool,
                     capture: bool = False) -> RunResult:
+        """``commit`` here: every node root (Program.run's ``trace``)."""
         if not self._mem_lock.acquire(blocking=False):  # a concurrent run: its own memory
             return self._run_native_on(self.memory(inputs), commit, capture, False)
         try:
@@ -397,7 +416,7 @@ class Program:
         else:  # no commitment unless asked: the root is hashed when first read
             final = lambda: state_root(core, mem.root())  # noqa: E731
         res = RunResult("native", outs, final, core.step, roots, initial, tensors)
-        if shared and not commit:
+        if shared:  # a root still to hash reads this buffer: settle it before the next run
             self._pending = weakref.ref(res)
         return res
 
@@ -437,7 +456,15 @@ class Program:
             raise EngineError(f"VM did not halt at {self.halt_pc:#x}: status "
                               f"{Status(vm.core.status).name}, pc {vm.core.pc:#x}")
         outs = self.read_outputs(mem)
-        return RunResult(engine, outs, vm.root(), vm.core.step, roots, initial, tensors)
+        return RunResult(engine, outs, vm.root, vm.core.step, roots, initial, tensors)
+
+
+def _settle(res: RunResult, commit: bool, trace: bool) -> RunResult:
+    """Hash the final root now when it is committed, and say which roots ``res`` holds."""
+    if commit or trace:
+        res.state_root  # noqa: B018 - computed here, not on first read
+    res.roots = "all" if trace else "final" if commit else "none"
+    return res
 
 
 def load(path: str) -> Program:

@@ -30,6 +30,7 @@ __all__ = [
     "jit_available",
     "keccak256",
     "keccak256_64",
+    "path_update_fn",
 ]
 
 _RATE_LANES = 17  # 136-byte rate of keccak256 = 1088 bits / 64
@@ -119,9 +120,54 @@ def _build_ir() -> str:
     from llvmlite import ir
 
     mod = ir.Module(name="opmlc_keccak")
-    _build_fn(ir, mod, "keccak256_pairs", 1)
-    _build_fn(ir, mod, "keccak256_pairs_x8", _WIDTH)
+    f1 = _build_fn(ir, mod, "keccak256_pairs", 1)
+    f8 = _build_fn(ir, mod, "keccak256_pairs_x8", _WIDTH)
+    _build_path_update(ir, mod, f1, f8)
     return str(mod)
+
+
+def _build_path_update(ir, mod, f1, f8) -> None:
+    """``void merkle_update(ptr levels, i64 top, i64 lo, i64 hi)``: with ``levels[l]`` the
+    rows of tree level l (32-byte nodes, an even count; level 0 = leaves), rehash the
+    parents of the dirty rows [lo, hi) of level 0 up to level ``top``: at each level
+    lo = lo >> 1, hi = (hi + 1) >> 1, then rows [lo, hi) of level l + 1 = keccak256 of
+    the pairs of level l under them. One native call instead of a Python loop per level."""
+    i64 = ir.IntType(64)
+    p64 = i64.as_pointer()
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [p64, i64, i64, i64]),
+                     name="merkle_update")
+    levels, top, lo0, hi0 = fn.args
+    entry, head, body, done = (fn.append_basic_block(x) for x in ("entry", "head", "body",
+                                                                   "done"))
+    b = ir.IRBuilder(entry)
+    b.branch(head)
+    b = ir.IRBuilder(head)
+    lv = b.phi(i64, name="l")
+    lo = b.phi(i64, name="lo")
+    hi = b.phi(i64, name="hi")
+    lv.add_incoming(ir.Constant(i64, 0), entry)
+    lo.add_incoming(lo0, entry)
+    hi.add_incoming(hi0, entry)
+    b.cbranch(b.icmp_signed("<", lv, top), body, done)
+    b = ir.IRBuilder(body)
+    one = ir.Constant(i64, 1)
+    plo = b.lshr(lo, one)
+    phi_ = b.lshr(b.add(hi, one), one)
+    src = b.inttoptr(b.load(b.gep(levels, [lv])), p64)
+    lv1 = b.add(lv, one)
+    dst = b.inttoptr(b.load(b.gep(levels, [lv1])), p64)
+    n = b.sub(phi_, plo)
+    n8 = b.and_(n, ir.Constant(i64, -_WIDTH))
+    b.call(f8, [b.gep(src, [b.mul(plo, ir.Constant(i64, 8))]),
+                b.gep(dst, [b.mul(plo, ir.Constant(i64, 4))]), n8])
+    rest = b.add(plo, n8)
+    b.call(f1, [b.gep(src, [b.mul(rest, ir.Constant(i64, 8))]),
+                b.gep(dst, [b.mul(rest, ir.Constant(i64, 4))]), b.sub(n, n8)])
+    lv.add_incoming(lv1, body)
+    lo.add_incoming(plo, body)
+    hi.add_incoming(phi_, body)
+    b.branch(head)
+    ir.IRBuilder(done).ret_void()
 
 
 def _build_fn(ir, mod, name: str, width: int) -> None:
@@ -207,9 +253,12 @@ def _build_fn(ir, mod, name: str, width: int) -> None:
 
     b = ir.IRBuilder(done)
     b.ret_void()
+    return fn
 
 
 _KernelFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+_UpdateFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                             ctypes.c_int64)
 
 
 class _Jit:
@@ -224,14 +273,25 @@ class _Jit:
         self.tm = target.create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
         )
-        mod = llvm.parse_assembly(_build_ir())
+        text = _build_ir()
+        # the machine code is cached on disk like the kernels' (runtime/native.py)
+        from .native import object_cache
+
+        mod = llvm.parse_assembly(text)
         mod.verify()
-        pb = llvm.create_pass_builder(self.tm, llvm.create_pipeline_tuning_options(speed_level=3))
-        pb.getModulePassManager().run(mod, pb)
+        cached, save = object_cache(text, llvm.get_host_cpu_name(),
+                                    llvm.get_host_cpu_features().flatten(), 3, target.triple)
+        if cached is None:
+            pb = llvm.create_pass_builder(
+                self.tm, llvm.create_pipeline_tuning_options(speed_level=3))
+            pb.getModulePassManager().run(mod, pb)
         self.engine = llvm.create_mcjit_compiler(mod, self.tm)
+        self.engine.set_object_cache(save, lambda _mod: cached)
         self.engine.finalize_object()
+        self.cache_hit = cached is not None
         self.fn1 = _KernelFn(self.engine.get_function_address("keccak256_pairs"))
         self.fn8 = _KernelFn(self.engine.get_function_address("keccak256_pairs_x8"))
+        self.update = _UpdateFn(self.engine.get_function_address("merkle_update"))
 
     def fn(self, src: int, dst: int, n: int) -> None:
         """Hash n pairs: the SIMD kernel over the multiple of 8, the scalar one after."""
@@ -295,6 +355,13 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="keccak")
             _pool_size = n
         return _pool
+
+
+def path_update_fn():
+    """The JIT's ``merkle_update(levels, top, lo, hi)`` (see _build_path_update), or None
+    when the JIT is unavailable."""
+    jit = _get_jit()
+    return None if jit is None else jit.update
 
 
 def hash_pairs(nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .keccak import hash_pairs, keccak256_64
+from .keccak import hash_pairs, keccak256_64, path_update_fn
 
 __all__ = [
     "MAX_DEPTH",
@@ -48,6 +48,10 @@ _WIDE = 64
 _FEW = 8
 # Compact the pending dirty list when it gets this long.
 _COMPACT_AT = 1 << 16
+# At most this many merged dirty ranges: one native path update per range.
+_PATHS = 16
+# Levels with at least this many parents to hash go to the threaded hash_pairs.
+_THREADED = 8192
 
 
 @lru_cache(maxsize=1)
@@ -368,7 +372,9 @@ class Memory:
                 self._update_dense_few(ranges)
             else:
                 lo, hi = np.array(ranges, dtype=np.int64).T
-                self._update_dense(*_merge_ranges(lo, hi))
+                lo, hi = _merge_ranges(lo, hi)
+                if len(lo) > _PATHS or not self._update_dense_paths(lo, hi):
+                    self._update_dense(lo, hi)
         self._update_upper(dense_changed)
         self._root = self._node(self._depth, 0)
 
@@ -381,6 +387,33 @@ class Memory:
             for p in dirty:
                 h = keccak256_64(src[2 * p].tobytes(), src[2 * p + 1].tobytes())
                 dst[p] = np.frombuffer(h, dtype=np.uint8)
+
+    def _update_dense_paths(self, lo: np.ndarray, hi: np.ndarray) -> bool:
+        """Rehash levels 1.._top over a few merged dirty ranges, range by range: the wide
+        low levels with the threaded ``hash_pairs``, the rest in one native call
+        (keccak.path_update_fn). A node above two ranges is rehashed by the later one
+        from final children. False when the JIT is unavailable."""
+        fn = path_update_fn()
+        if fn is None:
+            return False
+        ptrs = self._level_ptrs()
+        for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+            level = 0
+            while level < self._top and ((b + 1) >> 1) - (a >> 1) >= _THREADED:
+                a, b = a >> 1, (b + 1) >> 1
+                pairs = self._levels[level].reshape(-1, 2 * LEAF)
+                hash_pairs(pairs[a:b], out=self._levels[level + 1][a:b])
+                level += 1
+            fn(ptrs.ctypes.data + 8 * level, self._top - level, a, b)
+        return True
+
+    def _level_ptrs(self) -> np.ndarray:
+        """Addresses of the level arrays (rebuilt when the levels are)."""
+        ptrs = getattr(self, "_ptrs", None)
+        if ptrs is None or ptrs[1] is not self._levels:
+            arr = np.array([lv.ctypes.data for lv in self._levels], dtype=np.int64)
+            self._ptrs = ptrs = (arr, self._levels)
+        return ptrs[0]
 
     def _update_dense(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """Rehash levels 1.._top over dirty leaf ranges [lo_k, hi_k), one level at a time.

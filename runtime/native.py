@@ -233,6 +233,36 @@ def cache_dir() -> Path | None:
     return Path(base) / "opmlc" / "jit"
 
 
+def object_cache(text: str, cpu: str, feats: str, opt: int, triple: str):
+    """(cached object bytes or None, save callback) for MCJIT's object cache, keyed by the
+    sha256 of the IR text, the host CPU name and features, the optimisation level, the
+    LLVM version and the triple; writes are atomic and best effort."""
+    import llvmlite.binding as llvm
+
+    key = hashlib.sha256("\0".join([
+        text, cpu, feats, str(opt), ".".join(map(str, llvm.llvm_version_info)),
+        triple]).encode()).hexdigest()
+    d = cache_dir()
+    path = d / f"{key}.o" if d is not None else None
+    try:
+        cached = path.read_bytes() if path is not None and path.is_file() else None
+    except OSError:
+        cached = None
+
+    def save(_mod, buf: bytes) -> None:
+        if path is None or cached is not None:
+            return
+        try:  # best effort: a read-only home only costs the next load a compile
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(buf)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+    return cached, save
+
+
 class NativeModule:
     """The compiled kernels of one artifact (the engine must outlive the pointers)."""
 
@@ -248,12 +278,7 @@ class NativeModule:
                              for f in feats.split(","))
         self.tm = target.create_target_machine(cpu=cpu, features=feats, opt=opt)
         llvm_ir = with_primitives(llvm_ir, self.vnni) + driver_ir(n_nodes, target.triple)
-        key = hashlib.sha256("\0".join([
-            llvm_ir, cpu, feats, str(opt), ".".join(map(str, llvm.llvm_version_info)),
-            target.triple]).encode()).hexdigest()
-        d = cache_dir()
-        path = d / f"{key}.o" if d is not None else None
-        cached = path.read_bytes() if path is not None and path.is_file() else None
+        cached, save = object_cache(llvm_ir, cpu, feats, opt, target.triple)
         self.cache_hit = cached is not None
         mod = llvm.parse_assembly(llvm_ir)
         mod.verify()
@@ -262,18 +287,6 @@ class NativeModule:
                 self.tm, llvm.create_pipeline_tuning_options(speed_level=opt))
             pb.getModulePassManager().run(mod, pb)
         self.engine = llvm.create_mcjit_compiler(mod, self.tm)
-
-        def save(_mod, buf: bytes) -> None:
-            if path is None or cached is not None:
-                return
-            try:  # best effort: a read-only home only costs the next load a compile
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(buf)
-                os.replace(tmp, path)
-            except OSError:
-                pass
-
         self.engine.set_object_cache(save, lambda _mod: cached)
         self.engine.finalize_object()
         self.fns = [_Fn(self.engine.get_function_address(f"node_{k}")) for k in range(n_nodes)]
@@ -318,5 +331,5 @@ class NativeModule:
 
 
 __all__ = ["DPBUSD_DECL", "DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule",
-           "PARALLEL_MIN_STEPS", "cache_dir", "driver_ir", "set_threads", "threads", "vnni",
-           "with_primitives"]
+           "PARALLEL_MIN_STEPS", "cache_dir", "driver_ir", "object_cache", "set_threads",
+           "threads", "vnni", "with_primitives"]

@@ -140,7 +140,7 @@ class Phase2:
 def phase2(program, inputs: dict[str, np.ndarray], engine: str = "native") -> Phase2:
     """Run ``program`` (an :class:`opmlc_runtime.engines.Program`) on ``inputs`` with every
     node root, on ``engine`` (native, vm or stepper: the same roots)."""
-    res = program.run(inputs, engine, commit=True)
+    res = program.run(inputs, engine, trace=True)
     nodes = [{"name": n["name"], "op": n["op"], "steps": int(n["steps"])}
              for n in program.nodes]
     return Phase2([res.initial_root, *res.node_roots], res.state_root, nodes, engine)

@@ -34,9 +34,9 @@ def assert_same_run(m: api.Model, want: RunResult, got: RunResult) -> None:
 def check_engines(m: api.Model, inputs: dict[str, np.ndarray],
                   engines: tuple[str, ...] = ("native", "vm"), commit: bool = True) -> RunResult:
     """ref (the integer reference replayed into memory) == each engine, tensor by tensor."""
-    ref = m.run(inputs, "ref", commit=commit, capture=True)
+    ref = m.run(inputs, "ref", trace=commit, capture=True)
     for e in engines:
-        assert_same_run(m, ref, m.run(inputs, e, commit=commit, capture=True))
+        assert_same_run(m, ref, m.run(inputs, e, trace=commit, capture=True))
     return ref
 
 

@@ -51,11 +51,11 @@ def _error(capsys: pytest.CaptureFixture, *argv: str) -> str:
 
 def test_three_engines_same_json(mlp: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
     art, x = mlp
-    docs = {e: _run_json(capsys, str(art), "--input", f"input={x}", "--engine", e, "--commit")
+    docs = {e: _run_json(capsys, str(art), "--input", f"input={x}", "--engine", e, "--trace")
             for e in ("native", "vm", "ref")}
-    keys = {"engine", "outputs", "state_root", "steps", "initial_root", "node_roots"}
+    keys = {"engine", "outputs", "state_root", "steps", "initial_root", "node_roots", "roots"}
     for e, d in docs.items():
-        assert set(d) == keys and d["engine"] == e
+        assert set(d) == keys and d["engine"] == e and d["roots"] == "all"
         assert d["state_root"].startswith("0x") and len(d["state_root"]) == 66
     n, v, r = docs["native"], docs["vm"], docs["ref"]
     assert n["outputs"] == v["outputs"] == r["outputs"]
@@ -64,10 +64,12 @@ def test_three_engines_same_json(mlp: tuple[Path, Path], capsys: pytest.CaptureF
     m = api.load(art)
     assert n["steps"] == v["steps"] == r["steps"] == m.meta["total_steps"]
     assert len(n["node_roots"]) == len(m.meta["nodes"])
-    # without --commit: the same keys as the example, same root
+    # --commit: the final root only, the same; neither: no root
+    d = _run_json(capsys, str(art), "--input", f"input={x}", "--commit")
+    assert set(d) == {"engine", "outputs", "state_root", "steps", "roots"}
+    assert d["state_root"] == n["state_root"] and d["roots"] == "final"
     d = _run_json(capsys, str(art), "--input", f"input={x}")
-    assert set(d) == {"engine", "outputs", "state_root", "steps"}
-    assert d["state_root"] == n["state_root"]
+    assert set(d) == {"engine", "outputs", "steps", "roots"} and d["roots"] == "none"
 
 
 def test_dequantized_by_default_raw_on_request(mlp: tuple[Path, Path], tmp_path: Path,
@@ -104,10 +106,13 @@ def test_text_output_and_npz_inputs(mlp: tuple[Path, Path], tmp_path: Path,
     art, x = mlp
     np.savez(tmp_path / "in.npz", input=np.load(x))
     capsys.readouterr()
-    assert cli.main(["run", str(art), "--input", str(tmp_path / "in.npz"), "--commit"]) == 0
+    assert cli.main(["run", str(art), "--input", str(tmp_path / "in.npz"), "--trace"]) == 0
     out = capsys.readouterr().out
     assert "probabilities: float32[1, 10]" in out and "state_root: 0x" in out
     assert out.count("0:") >= 1  # one root line per node, named
+    assert cli.main(["run", str(art), "--input", str(tmp_path / "in.npz"), "--commit"]) == 0
+    out = capsys.readouterr().out
+    assert "state_root: 0x" in out and out.count("0:") == 0  # the final root only
 
 
 def test_api_ref_matches_and_dequantize(mlp: tuple[Path, Path]) -> None:

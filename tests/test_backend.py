@@ -153,7 +153,7 @@ def test_chain_engines_agree_and_roots_are_static() -> None:
     prog = Program(compile_graph(g))
     x = {"x": np.arange(-8, 8, dtype=np.int16) * 30}
     ref = evaluate_int(g, x)["y"]
-    nat, vm = prog.run(x, "native", commit=True), prog.run(x, "vm", commit=True)
+    nat, vm = prog.run(x, "native", trace=True), prog.run(x, "vm", trace=True)
     np.testing.assert_array_equal(nat.outputs["y"], ref)
     assert nat.node_roots == vm.node_roots and len(nat.node_roots) == 4
     assert nat.state_root == vm.state_root
@@ -184,11 +184,11 @@ def test_replay_gives_the_engines_roots() -> None:
     prog = Program(compile_graph(g))
     x = {"x": np.arange(16, dtype=np.int16) - 8}
     env = evaluate_int(g, x, return_all=True)
-    rep = prog.replay(x, {o: env[o] for n in g.nodes for o in n.outputs}, commit=True)
-    vm = prog.run(x, "vm", commit=True, capture=True)
+    rep = prog.replay(x, {o: env[o] for n in g.nodes for o in n.outputs}, trace=True)
+    vm = prog.run(x, "vm", trace=True, capture=True)
     assert rep.node_roots == vm.node_roots and rep.state_root == vm.state_root
     assert rep.steps == vm.steps and rep.initial_root == vm.initial_root
     assert vm.tensors["t0"] == env["t0"].astype("<i2").tobytes()
     bad = {o: env[o] for n in g.nodes for o in n.outputs}
     bad["t1"] = bad["t1"] + 1
-    assert prog.replay(x, bad, commit=True).node_roots[1] != vm.node_roots[1]
+    assert prog.replay(x, bad, trace=True).node_roots[1] != vm.node_roots[1]

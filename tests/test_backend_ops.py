@@ -208,8 +208,8 @@ def program(r: Rec) -> tuple[Graph, Program]:
 def test_op_bit_exact(rec: Rec) -> None:
     g, prog = program(rec)
     ref = evaluate_int(g, rec.inputs)
-    nat = prog.run(rec.inputs, "native", commit=True)
-    vm = prog.run(rec.inputs, "vm", commit=True)
+    nat = prog.run(rec.inputs, "native", trace=True)
+    vm = prog.run(rec.inputs, "vm", trace=True)
     for o in g.outputs:
         assert ref[o].dtype == nat.outputs[o].dtype == vm.outputs[o].dtype
         np.testing.assert_array_equal(nat.outputs[o], ref[o], err_msg=f"native {o}")

@@ -72,14 +72,14 @@ def test_saturate_is_the_same_on_every_engine_and_reported(mlp: api.Model) -> No
     x = np.linspace(0, 16, 64, dtype=np.float32).reshape(1, 64)
     x[0, :4] = [np.nan, np.inf, -np.inf, -1e9]
     with pytest.warns(EdgeWarning, match=r"4 of 64 values .* saturated"):
-        ref = mlp.run({"input": x}, "ref", commit=True, saturate=True)
+        ref = mlp.run({"input": x}, "ref", trace=True, saturate=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EdgeWarning)
         codes = mlp.encode_inputs({"input": x}, saturate=True)["input"]
         info = np.iinfo(codes.dtype)
         assert codes[0, :4].tolist() == [0, info.max, info.min, info.min]
         for e in ("native", "vm"):
-            got = mlp.run({"input": x}, e, commit=True, saturate=True)
+            got = mlp.run({"input": x}, e, trace=True, saturate=True)
             assert (got.state_root, got.node_roots) == (ref.state_root, ref.node_roots)
             # the codes themselves are an input like any other: the same S0, the same run
             assert mlp.run({"input": codes}, e).state_root == ref.state_root

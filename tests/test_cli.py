@@ -269,7 +269,7 @@ def test_run_engines_agree(tmp_path: Path, capsys) -> None:
     docs = []
     for engine in ("native", "vm", "stepper", "ref"):
         code, out, _ = run(capsys, "run", art, "--input", f"input={x}", "--engine", engine,
-                           "--commit", "--json")
+                           "--trace", "--json")
         assert code == 0
         d = json.loads(out)
         assert d.pop("engine") == engine

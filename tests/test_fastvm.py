@@ -382,8 +382,8 @@ def _barriers(prog) -> list[int]:
 
 
 def _engines_agree(prog, x, stepper: bool) -> None:
-    vm = prog.run(x, engine="vm", commit=True, capture=True)
-    nat = prog.run(x, engine="native", commit=True, capture=True)
+    vm = prog.run(x, engine="vm", trace=True, capture=True)
+    nat = prog.run(x, engine="native", trace=True, capture=True)
     assert vm.engine == "vm" and len(vm.node_roots) == len(prog.nodes)
     assert vm.initial_root == nat.initial_root
     for k, (a, b) in enumerate(zip(vm.node_roots, nat.node_roots, strict=True)):
@@ -393,7 +393,7 @@ def _engines_agree(prog, x, stepper: bool) -> None:
     for name in vm.outputs:
         np.testing.assert_array_equal(vm.outputs[name], nat.outputs[name])
     if stepper:
-        st_ = prog.run(x, engine="stepper", commit=True)
+        st_ = prog.run(x, engine="stepper", trace=True)
         assert st_.engine == "stepper"
         assert st_.node_roots == vm.node_roots and st_.state_root == vm.state_root
 
@@ -458,7 +458,7 @@ def test_tiny_transformers_stops_inside_nodes(model: str) -> None:
     roots equal the native engine's) for a bounded number of steps."""
     prog = _program(model, "fixed")
     x = _inputs(prog)
-    nat = prog.run(x, engine="native", commit=True)
+    nat = prog.run(x, engine="native", trace=True)
     rng = np.random.default_rng(5)
     fast = fastvm.FastVM(prog.memory(x), prog.entry, _barriers(prog))
     ks = sorted(rng.choice(len(prog.nodes), 6, replace=False).tolist())

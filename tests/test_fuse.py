@@ -222,7 +222,7 @@ def test_compiled_fused_equals_unfused_on_every_engine() -> None:
     x = {"x": rand("i8", (1, 3, 6, 6))}
     ref = evaluate_int(g, x)
     pf, pp = Program(fused), Program(plain)
-    runs = [pf.run(x, "native", commit=True), pf.run(x, "vm", commit=True),
+    runs = [pf.run(x, "native", trace=True), pf.run(x, "vm", trace=True),
             pp.run(x, "native"), pp.run(x, "vm")]
     for r in runs:
         for o in g.outputs:
@@ -242,7 +242,7 @@ def test_plain_native_runs_reuse_the_buffer_without_restoring() -> None:
     for x in xs:
         prog.run(x, "native")
     last = prog.run(xs[0], "native")
-    fresh = Program(art).run(xs[0], "native", commit=True)
+    fresh = Program(art).run(xs[0], "native", trace=True)
     assert last.state_root == fresh.state_root
     for o in g.outputs:
         np.testing.assert_array_equal(last.outputs[o], fresh.outputs[o])

@@ -137,7 +137,7 @@ def test_runtime_runs_without_the_compiler() -> None:
             "from opmlc_runtime.engines import Program\n"
             "from opmlc_runtime.artifact import Artifact\n"
             "p = Program(Artifact.load(sys.argv[1]))\n"
-            "r = p.run({'input': np.ones((1, 64), np.float32)}, 'native', commit=True)\n"
+            "r = p.run({'input': np.ones((1, 64), np.float32)}, 'native', trace=True)\n"
             "assert not [m for m in sys.modules if m == 'opmlc' or m.startswith('opmlc.')]\n"
             "print(r.state_root.hex())\n")
     from opmlc import api

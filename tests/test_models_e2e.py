@@ -63,9 +63,9 @@ def model_inputs(m: api.Model, seed: int = 0) -> dict[str, np.ndarray]:
 def test_digits_mlp_every_tensor_three_engines() -> None:
     m = api.Model(api.compile(MODELS / "digits_mlp_sklearn.onnx"))
     x = model_inputs(m)
-    ref = m.run(x, "ref", commit=True, capture=True)
-    nat = m.run(x, "native", commit=True, capture=True)
-    vm = m.run(x, "vm", commit=True, capture=True)
+    ref = m.run(x, "ref", trace=True, capture=True)
+    nat = m.run(x, "native", trace=True, capture=True)
+    vm = m.run(x, "vm", trace=True, capture=True)
     assert len(ref.tensors) == sum(len(n["outputs"]) for n in m.meta["nodes"])
     assert len(ref.node_roots) == len(m.meta["nodes"])
     assert_same_run(m, ref, nat)
@@ -79,9 +79,9 @@ def test_model_every_tensor_three_engines(name: str) -> None:
     """The VM on models of 1e6 - 2.4e6 steps (5 - 13 s each on the reference stepper)."""
     m = api.Model(api.compile(MODELS / f"{name}.onnx"))
     x = model_inputs(m)
-    ref = m.run(x, "ref", commit=True, capture=True)
-    assert_same_run(m, ref, m.run(x, "native", commit=True, capture=True))
-    assert_same_run(m, ref, m.run(x, "vm", commit=True, capture=True))
+    ref = m.run(x, "ref", trace=True, capture=True)
+    assert_same_run(m, ref, m.run(x, "native", trace=True, capture=True))
+    assert_same_run(m, ref, m.run(x, "vm", trace=True, capture=True))
 
 
 @pytest.mark.slow
@@ -89,9 +89,9 @@ def test_model_every_tensor_three_engines(name: str) -> None:
 def test_digits_int8_native_vm(name: str) -> None:
     m = api.Model(api.compile(MODELS / f"{name}.onnx", scheme="int8"))
     x = model_inputs(m, 3)
-    ref = m.run(x, "ref", commit=True, capture=True)
-    assert_same_run(m, ref, m.run(x, "native", commit=True, capture=True))
-    assert_same_run(m, ref, m.run(x, "vm", commit=True, capture=True))
+    ref = m.run(x, "ref", trace=True, capture=True)
+    assert_same_run(m, ref, m.run(x, "native", trace=True, capture=True))
+    assert_same_run(m, ref, m.run(x, "vm", trace=True, capture=True))
 
 
 def test_digits_accuracy_through_native() -> None:

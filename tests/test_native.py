@@ -53,7 +53,7 @@ def run_threads(prog: Program, x: dict, counts=(1, 2, 3)) -> list:
     try:
         for n in counts:
             native.set_threads(n)
-            out.append(prog.run(x, "native", commit=True))
+            out.append(prog.run(x, "native", trace=True))
     finally:
         native.set_threads(None)
     return out
@@ -104,7 +104,7 @@ def test_conv_native_bit_exact(c: dict) -> None:
         np.testing.assert_array_equal(r.outputs["y"], ref)
         assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
     if prog.art.meta["total_steps"] < 150_000:
-        vm = prog.run(x, "vm", commit=True)
+        vm = prog.run(x, "vm", trace=True)
         np.testing.assert_array_equal(vm.outputs["y"], ref)
         assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
 
@@ -166,8 +166,8 @@ def test_reused_buffer_and_lazy_root_match_fresh_runs() -> None:
     xs = [{"x": _rand(rng, "i8", (1, 3, 9, 9))} for _ in range(3)]
     plain = prog.run(xs[0], "native")  # kept: its root must survive the next runs
     for x in xs[1:] + xs[:1]:
-        got = prog.run(x, "native", commit=True)
-        want = Program(prog.art).run(x, "native", commit=True)
+        got = prog.run(x, "native", trace=True)
+        want = Program(prog.art).run(x, "native", trace=True)
         np.testing.assert_array_equal(got.outputs["y"], evaluate_int(g, x)["y"])
         assert (got.initial_root, got.node_roots, got.state_root) == (
             want.initial_root, want.node_roots, want.state_root)
@@ -181,10 +181,10 @@ def test_jit_object_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("OPMLC_JIT_CACHE", raising=False)
     _, prog = _two_node_program()
     x = {"x": _rand(np.random.default_rng(5), "i8", (1, 3, 9, 9))}
-    a = prog.run(x, "native", commit=True)
+    a = prog.run(x, "native", trace=True)
     assert not prog.native().cache_hit and list(tmp_path.iterdir())
     p2 = Program(prog.art)
-    b = p2.run(x, "native", commit=True)
+    b = p2.run(x, "native", trace=True)
     assert p2.native().cache_hit
     assert a.node_roots == b.node_roots and a.state_root == b.state_root
 

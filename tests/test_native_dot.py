@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_native import _rand, conv_graph
 
 from opmlc.backend.compile import compile_graph
-from opmlc.backend.convgen import DPBUSD_DECL, DNR, DMR, dot_plan
+from opmlc.backend.convgen import DMR, DNR, DPBUSD_DECL, dot_plan
 from opmlc.ir.graph import Node, TensorType
 from opmlc.ir.ops import canonical_attrs, infer_types
 from opmlc.quantize.interp import evaluate_int, verify_int
@@ -53,7 +53,7 @@ def run_native(prog_art, x: dict, threads: int, vnni: str) -> object:
     try:
         native.set_threads(threads)
         prog = Program(prog_art)
-        r = prog.run(x, "native", commit=True)
+        r = prog.run(x, "native", trace=True)
         assert prog.native().vnni == (vnni == "1" and native.vnni())
         return r
     finally:
@@ -125,7 +125,7 @@ def test_dot_conv_bit_exact(c: dict) -> None:
         np.testing.assert_array_equal(r.outputs["y"], ref)
         assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
     if art.meta["total_steps"] < 3_000_000:
-        vm = Program(art).run(x, "vm", commit=True)
+        vm = Program(art).run(x, "vm", trace=True)
         np.testing.assert_array_equal(vm.outputs["y"], ref)
         assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
 

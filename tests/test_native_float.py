@@ -84,7 +84,7 @@ def test_conv_float_exact_at_the_bound(xd, x_zp, wd, Cg, kern, xv, wv, fill) -> 
     for r in runs:
         np.testing.assert_array_equal(r.outputs["y"], ref)
         assert r.node_roots == runs[0].node_roots
-    vm = prog.run(x, "vm", commit=True)
+    vm = prog.run(x, "vm", trace=True)
     np.testing.assert_array_equal(vm.outputs["y"], ref)
     assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
 

@@ -92,7 +92,7 @@ def test_commitment_padding_and_proofs(n: int) -> None:
 def test_phase2_matches_run_and_engines(mlp: api.Model) -> None:
     x = mlp_input(3)
     ph = mlp.trace(x)
-    run = mlp.run(x, "native", commit=True)
+    run = mlp.run(x, "native", trace=True)
     assert ph.roots == [run.initial_root, *run.node_roots]
     assert ph.final == run.state_root
     assert ph.commitment == _by_hand(ph.roots)
@@ -282,7 +282,7 @@ def test_cli_trace(cnn: api.Model, tmp_path: Path, capsys) -> None:
     x = _npy(tmp_path, cnn_input(9)["input"])
     assert main(["trace", str(art), "--input", f"input={x}", "--json", "-q"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    run = cnn.run(cnn_input(9), "native", commit=True)
+    run = cnn.run(cnn_input(9), "native", trace=True)
     assert doc["s0"] == doc["roots"][0] == "0x" + run.initial_root.hex()
     assert doc["roots"][1:] == ["0x" + r.hex() for r in run.node_roots]
     assert doc["final"] == "0x" + run.state_root.hex()

@@ -121,7 +121,10 @@ def args_run(p: argparse.ArgumentParser) -> None:
                         "stepper (Python, ~2e5 steps/s), or the compiler's exact integer "
                         "reference interpreter (all give the same bits and roots)")
     p.add_argument("--commit", action="store_true",
-                   help="compute the state root after every graph node (phase-2 commitment)")
+                   help="compute the final state root (the commitment of an undisputed run)")
+    p.add_argument("--trace", action="store_true",
+                   help="also the state root before the first and after every graph node "
+                        "(the phase-2 roots, as `opmlc trace`)")
     p.add_argument("--raw", action="store_true",
                    help="the raw integer outputs (default: dequantized to float32 where the "
                         "output has quantization parameters)")
@@ -131,8 +134,9 @@ def args_run(p: argparse.ArgumentParser) -> None:
                         "report how many, instead of refusing them (spec/QUANT.md 2.1)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs by name")
     p.add_argument("--json", action="store_true",
-                   help='print {"engine", "outputs", "state_root", "steps"} (+ "initial_root", '
-                        '"node_roots" with --commit) as JSON')
+                   help='print {"engine", "outputs", "steps", "roots"} (+ "state_root" with '
+                        '--commit or --trace, + "initial_root", "node_roots" with --trace) as '
+                        'JSON; "roots" is "none", "final" or "all"')
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -155,21 +159,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                          "(recompile the model)") from None
     try:
         res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit,
-                        saturate=args.saturate)
+                        saturate=args.saturate, trace=args.trace)
     except (ArtifactError, InputError) as e:
         raise OpmlcError(str(e)) from None
     outs = res.outputs if args.raw else model.dequantize(res.outputs)
     if out:
         write_file(out, lambda f: np.savez(f, **outs))
     if args.json:
-        d = res.to_json(args.commit)
+        d = res.to_json()
         d["outputs"] = {k: v.tolist() for k, v in outs.items()}
         print(json.dumps(d))
         return 0
     for k, v in outs.items():
         print(f"{k}: {v.dtype}{list(v.shape)} {np.array2string(v, threshold=20)}")
-    print(f"state_root: 0x{res.state_root.hex()}  steps: {res.steps}")
-    if args.commit:
+    print(f"state_root: 0x{res.state_root.hex()}  steps: {res.steps}" if res.roots != "none"
+          else f"steps: {res.steps}")
+    if args.trace:
         for n, r in zip(model.meta["nodes"], res.node_roots, strict=True):
             print(f"  {n['name']:<40} 0x{r.hex()}")
     return 0
