@@ -302,7 +302,7 @@ class NativeModule:
         thread: node k is split over the threads when ``flags[k]`` is 1 (as
         ``run_node(k, base, True)`` splits it), else part 0 runs it whole; the threads
         meet at a barrier after every node. The same bytes as ``run_node`` node by node."""
-        n = threads()
+        n = threads() if any(flags) else 1  # nothing to split: no handoff, no barriers
         fl = ctypes.c_char_p(flags)
         sync = ctypes.addressof(self._sync)
         with self._busy:

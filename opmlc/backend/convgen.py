@@ -708,8 +708,8 @@ def _kpad(sp: ConvSpec) -> int:
 
 def conv_dot_scratch_bytes(sp: ConvSpec) -> int:
     """One part's scratch: the k-major byte panel, the interleaved one, 128 bytes where a
-    partial output row is parked (all 64-byte aligned)."""
-    return 2 * _dot_half(sp) + 128
+    partial output row is parked, a tile's i32 sums (all 64-byte aligned)."""
+    return 2 * _dot_half(sp) + 128 + 64 * DMR
 
 
 def _dot_half(sp: ConvSpec) -> int:
@@ -816,6 +816,7 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
     m0g = ir.v(f"mul i64 {g}, {Mg}")
     nM = ir.v(f"mul i64 {n}, {M}")
     parkp = _gep(ir, kmaj, str(2 * half))
+    accs = _gep(ir, kmaj, str(2 * half + 128))
 
     def wbytes(wrow: str, qi: str, tail: bool) -> str:
         """The four weight bytes of group qi of a row (zero past K), broadcast."""
@@ -848,30 +849,36 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
             pv = ir.v(f"load <64 x i8>, ptr {_gep(ir, panel, str(64 * NQ))}, align 64")
             acc = [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[i]}, <64 x i8> {pv}, "
                         f"<64 x i8> {wbytes(wrows[i], str(NQ), True)})") for i in range(mr)]
+        # the epilogue once, in a loop over the tile's rows (the sums parked in scratch):
+        # a small function, not DMR unrolled copies of the requant
         for i in range(mr):
-            a = ir.v(f"sext <16 x i32> {acc[i]} to <16 x i64>")
-            cp = ir.v(f"getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {mrow[i]}")
-            c = ir.v(f"load i64, ptr {cp}, align 8")
-            if sp.bias_addr is not None:
-                bsz, bsig = DTYPE_INFO[sp.bias_dtype]
-                bo = ir.v(f"add i64 {ir.v(f'mul i64 {mrow[i]}, {bsz}')}, {sp.bias_addr}")
-                b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
-                if bsz < 8:
-                    b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
-                c = ir.v(f"add i64 {c}, {b}")
-            a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
-            if cs is not None:
-                a = ir.v(f"sub <16 x i64> {a}, {cs}")
-            val = a
-            if sp.epilogue is not None:
-                val = VecExpr(ir, 16, {"acc": a}, [mrow[i]]).val(sp.epilogue)
-            if osz < 8:
-                val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
-            yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {mrow[i]}')}, {P}")
-            yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
-            yo = ir.v(f"add i64 {yo}, {sp.y_addr}")
-            _store_cols(ir, val, oty, osz, ir.v(f"getelementptr i8, ptr %base, i64 {yo}"),
-                        ncols, parkp)
+            ir.emit(f"store <16 x i32> {acc[i]}, ptr {_gep(ir, accs, str(64 * i))}, align 64")
+        i, _, close_i = ir.loop("0", str(mr))
+        m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
+        a = ir.v(f"load <16 x i32>, ptr {_gep(ir, accs, ir.v(f'mul i64 {i}, 64'))}, align 64")
+        a = ir.v(f"sext <16 x i32> {a} to <16 x i64>")
+        cp = ir.v(f"getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {m}")
+        c = ir.v(f"load i64, ptr {cp}, align 8")
+        if sp.bias_addr is not None:
+            bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+            bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
+            b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
+            if bsz < 8:
+                b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+            c = ir.v(f"add i64 {c}, {b}")
+        a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
+        if cs is not None:
+            a = ir.v(f"sub <16 x i64> {a}, {cs}")
+        val = a
+        if sp.epilogue is not None:
+            val = VecExpr(ir, 16, {"acc": a}, [m]).val(sp.epilogue)
+        if osz < 8:
+            val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
+        yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+        yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
+        yo = ir.v(f"add i64 {yo}, {sp.y_addr}")
+        _store_cols(ir, val, oty, osz, _gep(ir, "%base", yo), ncols, parkp)
+        close_i()
 
     full = Mg // DMR
     if full:
