@@ -219,7 +219,11 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
     kept = {}
     for scheme in schemes:
         t = time.perf_counter()
-        m = api.Model(api.compile(model, scheme=scheme, calibration=calib))
+        try:
+            m = api.Model(api.compile(model, scheme=scheme, calibration=calib))
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"  {name}: opmlc {scheme} failed: {type(e).__name__}: {e}")
+            continue
         r[(scheme, "compile")] = time.perf_counter() - t
         prog = m.program
         os.environ["OPMLC_JIT_CACHE"] = "0"
@@ -305,16 +309,17 @@ def main() -> None:
         for th in threads:
             line = f"{name:<18} {th:>3} | " + " ".join(
                 f"{r.get((c[0], th), float('nan')):9.2f}" for c in cols)
+            g = lambda k, r=r: r.get(k, float("nan"))  # noqa: E731
             line += " | " + " ".join(
-                f"{r[(s, th)] / r[('ort f32', th)]:10.2f} "
-                f"{r[(s, th)] / r.get(('ort int8', th), float('nan')):9.2f}" for s in schemes)
+                f"{g((s, th)) / g(('ort f32', th)):10.2f} "
+                f"{g((s, th)) / g(('ort int8', th)):9.2f}" for s in schemes)
             line += " | " + " ".join(
-                f"{100 * (r[(s + ' +root', th)] / r[(s, th)] - 1):+9.0f}% "
-                f"{100 * (r[(s + ' +trace', th)] / r[(s, th)] - 1):+10.0f}%" for s in schemes)
+                f"{100 * (g((s + ' +root', th)) / g((s, th)) - 1):+9.0f}% "
+                f"{100 * (g((s + ' +trace', th)) / g((s, th)) - 1):+10.0f}%" for s in schemes)
             print(line, flush=True)
         print(f"{'':<18}     compile / cold JIT / cached JIT, s: " + "; ".join(
             f"{s} {r[(s, 'compile')]:.2f} / {r[(s, 'jit')]:.2f} / {r[(s, 'jit cached')]:.2f}"
-            for s in schemes), flush=True)
+            for s in schemes if (s, "compile") in r), flush=True)
     if not args.no_profile and "resnet50-light" in kept and "int8" in kept["resnet50-light"]:
         m, xi = kept["resnet50-light"]["int8"]
         peak = vnni_peak_gmacs()
