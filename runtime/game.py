@@ -108,7 +108,14 @@ class Receipt:
 
 
 class RevmChain:
-    """An in-process EVM (pyrevm, Cancun rules) with funded accounts and a settable clock."""
+    """An in-process EVM (pyrevm, Cancun rules) with funded accounts and a settable clock.
+
+    Gas: pyrevm 0.3.7 keeps one journal for all calls, so storage slots and accounts a
+    previous transaction touched stay warm and their first values count as original:
+    state-changing transactions are charged less than on a chain (e.g. a phase-1 move
+    about 30k instead of about 57k). Outcomes are exact; gas figures for the record come
+    from :class:`RpcChain` on a real node (bench/bench_game.py --rpc).
+    """
 
     name = "revm"
 

@@ -361,7 +361,7 @@ def test_cli_challenge(tmp_path: Path, cnn, capsys) -> None:
     assert doc["winner"] == doc["honest"] == "challenger"
     assert (doc["disputed_node"], doc["disputed_step"]) == (3, 42)
     assert set(doc) == {"winner", "honest", "rounds", "transactions", "gas_total", "gas_max_tx",
-                        "seconds", "disputed_node", "disputed_step"}
+                        "seconds", "disputed_node", "disputed_step", "chain"}
     assert main(["challenge", str(art), "--input", f"input={xp}", "--liar", "challenger",
                  "--fault", "node=1"]) == 0
     story = capsys.readouterr().out

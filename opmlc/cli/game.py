@@ -47,7 +47,9 @@ def args_challenge(p: argparse.ArgumentParser) -> None:
                    help="play on this JSON-RPC chain (e.g. a Hardhat node) instead of revm")
     p.add_argument("--json", action="store_true",
                    help='print {"winner", "honest", "rounds", "transactions", "gas_total", '
-                        '"gas_max_tx", "seconds", "disputed_node", "disputed_step"}')
+                        '"gas_max_tx", "seconds", "disputed_node", "disputed_step", "chain"} '
+                        "(revm undercounts the gas of storage a previous transaction touched: "
+                        "use --rpc for gas figures)")
 
 
 def parse_fault(text: str):
@@ -147,7 +149,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
         raise OpmlcError(f"the game contract refused a move: {e} (a bug in the agents)") from None
     out.seconds = round(time.perf_counter() - t0, 3)
     if args.json:
-        print(json.dumps(out.to_json()))
+        print(json.dumps({**out.to_json(), "chain": chain.name}))
     else:
         print(f"winner: {out.winner} (the honest side: {out.honest}); {out.rounds} rounds, "
               f"{out.transactions} transactions, {out.gas_total:,} gas (largest "
