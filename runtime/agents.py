@@ -341,7 +341,8 @@ def play(game: Game, program, inputs: dict, submitter: HonestView, challenger: H
     txs = game.txs[first_tx:]
     gas = [t.gas for t in txs]
     say(f"{winner} wins ({'honest' if winner == honest else 'the liar'}); "
-        f"{len(txs)} transactions, {sum(gas):,} gas, largest {max(gas):,}")
+        f"{len(txs)} transactions, {sum(gas):,} gas, largest {max(gas):,} (as {game.chain.name} "
+        "counts it)")
     return Outcome(winner, honest, rounds, len(txs), sum(gas), max(gas),
                    round(time.perf_counter() - t0, 3), node, step, [], txs)
 

@@ -1,4 +1,5 @@
-"""The README's demo, end to end: compile, native == VM node roots, a dispute to one EVM step."""
+"""The README's demo, end to end: compile, native == fast VM == stepper node roots, a dispute
+game on an EVM won by the honest challenger."""
 
 from __future__ import annotations
 
@@ -14,4 +15,5 @@ def test_demo_settles_the_dispute(capsys) -> None:
     out = capsys.readouterr().out
     assert "outputs identical: True" in out
     assert "node roots identical: True" in out
-    assert "= honest True, = dishonest False" in out
+    assert out.count("node roots identical: True") == 2
+    assert "challenger wins in" in out and "executes step" in out
