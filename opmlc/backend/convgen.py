@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opmlc.backend.kernel import DTYPE_INFO, ConvSpec, Kernel
+from opmlc.backend.kernel import DTYPE_INFO, ConvSpec, Kernel, MatSpec
 
 # ---------------------------------------------------------------- native contractions
 #
@@ -892,12 +892,98 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+# ---------------------------------------------------------------- vector matmul
+#
+# A q.matmul / q.matmul_rq (:class:`MatSpec`) as 16-column row strips: a work item is one
+# (batch, row i, 16 columns j0..) strip; over k, the scalar a[i, k] - a_zp times the 16
+# contiguous b[k, j0 + l] - b_zp (one masked vector load, nothing read past the last
+# column) accumulate in i32 lanes when K * bound < 2^31 (every partial sum exact), else
+# in wrapping i64 lanes; then init and the epilogue lane-wise (LaneVecExpr: per-column
+# parameters gathered) and one store of the strip. The work items write disjoint bytes.
+
+MNR = 16  # columns of a strip
+
+
+def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
+    """The vector native kernel of a q.matmul / q.matmul_rq (see the section comment)."""
+    from opmlc.backend.llvmgen import LaneVecExpr, VecExpr
+
+    nb, M, N, K = len(ms.batch), ms.rows, ms.cols, ms.red
+    NJ = -(-N // MNR)
+    items = _prod(ms.batch) * M * NJ
+    narrow = K * ms.bound < (1 << 31)
+    lt = "i32" if narrow else "i64"
+    vt = f"<{MNR} x {lt}>"
+    asz, asig = DTYPE_INFO[ms.a.dtype]
+    bsz, bsig = DTYPE_INFO[ms.b.dtype]
+    osz, _ = DTYPE_INFO[ms.y_dtype]
+    oty, bty = f"i{8 * osz}", f"i{8 * bsz}"
+    ir = _Ir()
+    ir.decls.add(f"declare <{MNR} x {bty}> @llvm.masked.load.v{MNR}{bty}.p0(ptr, i32 immarg, "
+                 f"<{MNR} x i1>, <{MNR} x {bty}>)")
+    park = _gep(ir, SCRATCH, ir.v("mul i64 %part, 128"))
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, _, close_it = ir.loop(lo, hi)
+    jb = ir.v(f"urem i64 {it}, {NJ}")
+    rest = ir.v(f"udiv i64 {it}, {NJ}")
+    i = ir.v(f"urem i64 {rest}, {M}")
+    rest = ir.v(f"udiv i64 {rest}, {M}")
+    bidx = [""] * nb
+    for lv in reversed(range(nb)):
+        bidx[lv] = ir.v(f"urem i64 {rest}, {ms.batch[lv]}")
+        rest = ir.v(f"udiv i64 {rest}, {ms.batch[lv]}")
+    j0 = ir.v(f"mul i64 {jb}, {MNR}")
+    ncols = ir.v(f"sub i64 {N}, {j0}")
+    lanes = ir.v(f"add <{MNR} x i64> {ir.splat('i64', MNR, j0)}, "
+                 f"{_vconst(MNR, list(range(MNR)))}")
+    mask = ir.v(f"icmp slt <{MNR} x i64> {lanes}, {_vconst(MNR, N)}")
+    jv = ir.v(f"select <{MNR} x i1> {mask}, <{MNR} x i64> {lanes}, <{MNR} x i64> "
+              f"{_vconst(MNR, N - 1)}")  # in range: the per-column loads of the epilogue
+    k, (acc,), close_k = ir.loop("0", str(K), [(vt, "zeroinitializer")])
+    idx = bidx + [i, j0, k]
+    r = VecExpr(ir, MNR, {}, idx)
+    av = ir.v(f"load i{8 * asz}, ptr {r.ptr(ms.a.addr)}, align {asz}")
+    av = ir.v(f"{_ext(asig)} i{8 * asz} {av} to {lt}") if 8 * asz < int(lt[1:]) else \
+        (ir.v(f"trunc i64 {av} to {lt}") if 8 * asz > int(lt[1:]) else av)
+    if ms.a_zp:
+        av = ir.v(f"sub {lt} {av}, {ms.a_zp}")
+    bv = ir.v(f"call <{MNR} x {bty}> @llvm.masked.load.v{MNR}{bty}.p0(ptr {r.ptr(ms.b.addr)}, "
+              f"i32 {bsz}, <{MNR} x i1> {mask}, <{MNR} x {bty}> zeroinitializer)")
+    if 8 * bsz < int(lt[1:]):
+        bv = ir.v(f"{_ext(bsig)} <{MNR} x {bty}> {bv} to {vt}")
+    elif 8 * bsz > int(lt[1:]):
+        bv = ir.v(f"trunc <{MNR} x {bty}> {bv} to {vt}")
+    if ms.b_zp:
+        bv = ir.v(f"sub {vt} {bv}, {_vconst(MNR, ms.b_zp, lt)}")
+    prod = ir.v(f"mul {vt} {bv}, {ir.splat(lt, MNR, av)}")
+    close_k([ir.v(f"add {vt} {acc}, {prod}")])
+    a64 = acc if lt == "i64" else ir.v(f"sext {vt} {acc} to <{MNR} x i64>")
+    ex = LaneVecExpr(ir, MNR, {"acc": a64}, bidx + [i, "0", "0"], nb + 1, jv)
+    init = ex.val(ms.init)
+    a64 = ir.v(f"add <{MNR} x i64> {a64}, {ex.lit(init)}")
+    ex.vecs["acc"] = a64
+    val = ex.val(ms.value)
+    val = ex.lit(val)
+    if osz < 8:
+        val = ir.v(f"trunc <{MNR} x i64> {val} to <{MNR} x {oty}>")
+    yp = VecExpr(ir, MNR, {}, bidx + [i, j0]).ptr(ms.y)
+    _store_cols(ir, val, oty, osz, yp, ncols, park)
+    close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
 def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     """(function text, declarations, scratch bytes per part) for a kernel with a native
     description, or None to render its loop nest."""
     sp = kernel.native
     if sp is None:
         return None
+    if isinstance(sp, MatSpec):
+        text, decls = gen_matmul(sp, fname)
+        return text, decls, 128
     dp = dot_plan(sp)
     if dp is not None:
         text, decls = gen_conv_dot(sp, dp, fname)

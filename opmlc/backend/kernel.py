@@ -159,6 +159,33 @@ class ConvSpec:
         return k
 
 
+@dataclass(frozen=True)
+class MatSpec:
+    """A q.matmul (q.matmul_rq) node described for its vectorised native kernel
+    (``opmlc.backend.convgen.gen_matmul``), in the loop nest's own terms: levels
+    0..nb-1 are the batch, nb the row i, nb + 1 the column j, nb + 2 the reduction k, and
+
+        acc = init + sum_k (Load(a) - a_zp) * (Load(b) - b_zp)
+        y   = value      (an expression of Var("acc"), i.e. the epilogue, or Var("acc"))
+
+    stored at ``y`` for every (batch, i, j). ``b`` is contiguous along j (stride = its
+    element size) and ``y`` too; ``bound``: max |a - a_zp| * |b - b_zp| over the dtypes."""
+
+    batch: tuple[int, ...]
+    rows: int
+    cols: int
+    red: int
+    a: Load
+    a_zp: int
+    b: Load
+    b_zp: int
+    init: Expr
+    value: Expr
+    y: Addr
+    y_dtype: str
+    bound: int
+
+
 @dataclass
 class Kernel:
     """One node's code. ``parallel``: the top-level loops may be split over threads
@@ -173,7 +200,7 @@ class Kernel:
     name: str
     body: list[Stmt] = field(default_factory=list)
     parallel: bool = False
-    native: ConvSpec | None = None
+    native: ConvSpec | MatSpec | None = None
 
 
 # ---------------------------------------------------------------- expression builders
@@ -284,6 +311,7 @@ def walk_exprs(stmts: list[Stmt] | tuple[Stmt, ...]):
 
 __all__ = [
     "Addr", "Const", "ConvSpec", "DTYPE_INFO", "E", "Expr", "Idx", "Kernel", "Let", "Load",
+    "MatSpec",
     "Loop", "Op", "OPS", "R_OPS", "Stmt", "Store", "Var", "add", "cmov", "eval_op", "mul",
     "op", "saturate", "smax", "smin", "sub", "walk_exprs",
 ]

@@ -326,6 +326,51 @@ class VecExpr(_Fn):
         return t
 
 
+class LaneVecExpr(VecExpr):
+    """A :class:`VecExpr` whose lanes also run along one loop level (``lane_level``): that
+    level's index is the vector ``lane_idx`` (one index per lane, each in range), so
+    ``Idx(lane_level)`` is that vector and a ``Load`` whose address moves with it is a
+    gather of one element per lane. Used for a matmul's epilogue, whose parameters vary
+    along the output columns."""
+
+    def __init__(self, ir: _Ir, lanes: int, vecs: dict[str, str], idx: list[str],
+                 lane_level: int, lane_idx: str) -> None:
+        super().__init__(ir, lanes, vecs, idx)
+        self.lane_level, self.lane_idx = lane_level, lane_idx
+
+    def val(self, e: Expr) -> str:
+        if isinstance(e, Idx):
+            if e.level == self.lane_level:
+                return self.lane_idx
+            return self.ir.splat("i64", self.lanes, self.idx[e.level])
+        if isinstance(e, Load) and any(lv == self.lane_level for lv, _ in e.addr.terms):
+            if e.addr.dyn:
+                raise ValueError("llvmgen: a lane-varying load with a data-dependent address")
+            stride = sum(st for lv, st in e.addr.terms if lv == self.lane_level)
+            rest = Addr(e.addr.base, tuple((lv, st) for lv, st in e.addr.terms
+                                           if lv != self.lane_level))
+            p = self.ptr(rest)
+            n = self.lanes
+            off = self.tmp()
+            self.ins(f"{off} = mul <{n} x i64> {self.lane_idx}, {_vconst(n, stride)}")
+            ptrs = self.tmp()
+            self.ins(f"{ptrs} = getelementptr i8, ptr {p}, <{n} x i64> {off}")
+            size, signed = DTYPE_INFO[e.dtype]
+            ty = f"i{8 * size}"
+            self.ir.decls.add(f"declare <{n} x {ty}> @llvm.masked.gather.v{n}{ty}.v{n}p0("
+                              f"<{n} x ptr>, i32 immarg, <{n} x i1>, <{n} x {ty}>)")
+            ones = ", ".join(["i1 true"] * n)
+            v = self.tmp()
+            self.ins(f"{v} = call <{n} x {ty}> @llvm.masked.gather.v{n}{ty}.v{n}p0(<{n} x ptr> "
+                     f"{ptrs}, i32 {size}, <{n} x i1> <{ones}>, <{n} x {ty}> zeroinitializer)")
+            if size == 8:
+                return v
+            w = self.tmp()
+            self.ins(f"{w} = {'sext' if signed else 'zext'} <{n} x {ty}> {v} to <{n} x i64>")
+            return w
+        return super().val(e)
+
+
 # ops whose _Fn.op formulas use only bin / select / icmp (vectorisable as they stand)
 _VEC_OPS = frozenset({"add", "sub", "mul", "and", "or", "xor", "min", "max", "sll", "srl",
                       "sra", "srar", "sat", "satu", "cmov"})
@@ -356,4 +401,4 @@ def gen_module(kernels: list[Kernel], name: str = "opmlc_model") -> str:
     return "\n".join(head + fns)
 
 
-__all__ = ["VecExpr", "gen_function", "gen_module"]
+__all__ = ["LaneVecExpr", "VecExpr", "gen_function", "gen_module"]

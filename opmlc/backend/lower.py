@@ -26,6 +26,7 @@ from opmlc.backend.kernel import (
     Let,
     Load,
     Loop,
+    MatSpec,
     Stmt,
     Store,
     Var,
@@ -551,7 +552,21 @@ def _matmul(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kerne
 
         val = rq_epilogue(Var("acc"), [param(p) for p in rq], node.attrs)
     body = nest(batch + [M, N], [Let("acc", init), inner, Store(yt.dtype, y_addr, val)])
-    return Kernel("", body, parallel=True)
+    k = Kernel("", body, parallel=True)
+    if body and bsz == b_st[nb + 1] and N > 1:  # b contiguous along j: the vector kernel
+        k.native = MatSpec(
+            batch=tuple(batch), rows=M, cols=N, red=K, a=Load(at.dtype, a_addr), a_zp=int(za),
+            b=Load(bt.dtype, b_addr), b_zp=int(zb), init=init, value=val, y=y_addr,
+            y_dtype=yt.dtype, bound=_dmax(at.dtype, za) * _dmax(bt.dtype, zb))
+    return k
+
+
+def _dmax(dtype: str, zp: int) -> int:
+    """max |v - zp| over the values v of dtype."""
+    size, signed = DTYPE_INFO[dtype]
+    lo, hi = (-(1 << (8 * size - 1)), (1 << (8 * size - 1)) - 1) if signed else (
+        0, (1 << (8 * size)) - 1)
+    return max(abs(lo - zp), abs(hi - zp))
 
 
 def _param_load(ctx: Ctx, name: str, terms: tuple[tuple[int, int], ...]) -> Expr:
