@@ -181,7 +181,11 @@ class RpcChain:
     name = "rpc"
 
     def __init__(self, url: str, accounts: int = 4) -> None:
-        from web3 import Web3
+        import warnings
+
+        with warnings.catch_warnings():  # web3's own imports warn about its dependencies
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from web3 import Web3
 
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
         if not self.w3.is_connected():

@@ -45,7 +45,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
                       "flat.npy": np.zeros(64, np.float32),
                       "wide.npy": np.zeros((1, 65), np.float32),
                       "str.npy": np.array(["a"] * 64).reshape(1, 64),
-                      "int_big.npy": np.full((1, 64), 1 << 40, np.int64)}.items():
+                      "int_big.npy": np.full((1, 64), 1 << 40, np.int64),
+                      "ok.npy": np.full((1, 64), 3, np.float32)}.items():
         np.save(d / name, arr)
         f[name] = d / name
     for name, arr in {"cal_nan.npz": np.full((4, 1, 64), np.nan, np.float32),
@@ -136,6 +137,23 @@ CORPUS: list[tuple[str, list[str]]] = [
     ("trace-flat", ["trace", "{good.opvm}", "--input", "input={flat.npy}"]),
     ("trace-node-past-end", ["trace", "{good.opvm}", "--input", "input={wide.npy}",
                              "--node", "999"]),
+    ("trace-step-past-end", ["trace", "{good.opvm}", "--input", "input={ok.npy}",
+                             "--node", "1", "--step", "999999999"]),
+    ("trace-checkpoints-file", ["trace", "{good.opvm}", "--input", "input={ok.npy}",
+                                "--node", "1", "--step", "3", "--checkpoints", "{bad.s}"]),
+    # challenge
+    ("challenge-missing", ["challenge", "{missing}", "--input", "input={ok.npy}"]),
+    ("challenge-nan", ["challenge", "{good.opvm}", "--input", "input={nan.npy}"]),
+    ("challenge-fault-syntax", ["challenge", "{good.opvm}", "--input", "input={ok.npy}",
+                                "--fault", "node=one"]),
+    ("challenge-fault-node", ["challenge", "{good.opvm}", "--input", "input={ok.npy}",
+                              "--fault", "node=999"]),
+    ("challenge-fault-step", ["challenge", "{good.opvm}", "--input", "input={ok.npy}",
+                              "--fault", "node=1,step=999999999"]),
+    ("challenge-silent", ["challenge", "{good.opvm}", "--input", "input={ok.npy}",
+                          "--silent", "nobody"]),
+    ("challenge-rpc-down", ["challenge", "{good.opvm}", "--input", "input={ok.npy}",
+                            "--liar", "submitter", "--rpc", "http://127.0.0.1:9"]),
     # spec / verifier
     ("spec-missing", ["spec", "--path", "{missing}"]),
     ("spec-no-markers", ["spec", "--path", "{bad.s}"]),
