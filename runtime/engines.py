@@ -108,6 +108,35 @@ def _scale_str(s: float | list) -> str:
     return f"2^{int(e) - 1}" if m == 0.5 else f"{float(s):.6g}"
 
 
+def _check_meta(p: Program) -> None:
+    """The metadata's shapes and numbers, checked once at load: every later use may index
+    them freely (a damaged but re-sealed artifact fails here, with one line)."""
+    end = 32 << p.depth
+    if not 1 <= p.depth <= 59 or not 0 <= p.total <= end or not 0 <= p.halt_pc < end:
+        raise ValueError(f"depth {p.depth}, memory {p.total} or halt {p.halt_pc:#x} out of range")
+    step = 0
+    for i, n in enumerate(p.nodes):
+        for key in ("entry", "exit", "steps", "step_end"):
+            if not 0 <= int(n[key]) < 1 << 63:
+                raise ValueError(f"node {i}: {key} {n[key]!r} out of range")
+        step += int(n["steps"])
+        if int(n["step_end"]) != step:
+            raise ValueError(f"node {i}: step_end {n['step_end']} is not the sum of the steps")
+        for a, b in n["writes"]:
+            if not (0 <= int(a) and 0 <= int(b) and int(a) + int(b) <= p.total):
+                raise ValueError(f"node {i}: write region {a}+{b} outside memory")
+        for name in n["outputs"]:
+            p._regions[str(name)]  # noqa: B018 - every output has a region
+    for kind in ("inputs", "outputs"):
+        for sig in getattr(p, kind):
+            shape = [int(d) for d in sig["shape"]]
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype(sig["dtype"]).itemsize
+            if min(shape, default=0) < 0 or int(sig["nbytes"]) != nbytes or not (
+                    0 <= int(sig["address"]) and int(sig["address"]) + nbytes <= p.total):
+                raise ValueError(f"{kind[:-1]} {sig['name']!r}: shape {shape}, nbytes "
+                                 f"{sig['nbytes']} or address {sig['address']} inconsistent")
+
+
 class Program:
     """A loaded artifact, ready to run on either engine."""
 
@@ -122,15 +151,17 @@ class Program:
             self.outputs = m["outputs"]
             self.halt_pc = int(m["code"]["halt"])
             self.entry = int(self.nodes[0]["entry"]) if self.nodes else self.halt_pc
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise ArtifactError(f"artifact metadata incomplete: {e}") from None
+            self._regions = {str(r[1]): (int(r[2]), int(r[3])) for r in m["memory"]["regions"]}
+            _check_meta(self)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise ArtifactError(f"artifact metadata incomplete or malformed: "
+                                f"{type(e).__name__}: {e}") from None
         self._native = None
         self._mem: Memory | None = None  # the native engine's buffer, reused run to run
         self._mem_lock = threading.Lock()
         self._pending: weakref.ref | None = None  # last result with a lazy root on _mem
         self._writable: list[tuple[int, int]] | None = None
         self._flags: bytes | None = None
-        self._regions = {r[1]: (int(r[2]), int(r[3])) for r in m["memory"]["regions"]}
 
     @classmethod
     def load(cls, path: str) -> Program:
