@@ -123,7 +123,111 @@ def _build_ir() -> str:
     f1 = _build_fn(ir, mod, "keccak256_pairs", 1)
     f8 = _build_fn(ir, mod, "keccak256_pairs_x8", _WIDTH)
     _build_path_update(ir, mod, f1, f8)
-    return str(mod)
+    return str(mod) + _PARALLEL_UPDATE
+
+
+# Levels with fewer parents than this are hashed by part 0 alone (the others stop there).
+_PAR_MIN = 1024
+
+# ``void merkle_update_part(ptr levels, i64 top, i64 lo, i64 hi, i64 part, i64 nparts,
+# ptr sync)``: merkle_update split over nparts threads calling it at once with part =
+# 0..nparts-1: at each level with at least _PAR_MIN parents each part hashes its slice
+# [lo + n*part/nparts, lo + n*(part+1)/nparts) of the n parents, then all meet at a
+# barrier (arrivals at sync, generation at sync + 64) before the next level reads them;
+# from the first smaller level on, part 0 finishes alone and the others return.
+_PARALLEL_UPDATE = f"""
+define internal void @opmlc_kbarrier(ptr %sync, i64 %n) {{
+entry:
+  %genp = getelementptr i8, ptr %sync, i64 64
+  %gen = load atomic i64, ptr %genp acquire, align 8
+  %c = atomicrmw add ptr %sync, i64 1 acq_rel
+  %n1 = sub i64 %n, 1
+  %last = icmp eq i64 %c, %n1
+  br i1 %last, label %release, label %spin
+release:
+  store atomic i64 0, ptr %sync monotonic, align 8
+  %g1 = add i64 %gen, 1
+  store atomic i64 %g1, ptr %genp release, align 8
+  ret void
+spin:
+  %i = phi i64 [ 0, %entry ], [ %i1, %wait ], [ %i1, %yield ]
+  %g = load atomic i64, ptr %genp acquire, align 8
+  %same = icmp eq i64 %g, %gen
+  br i1 %same, label %wait, label %done
+wait:
+  %i1 = add i64 %i, 1
+  %m = and i64 %i1, 1023
+  %y = icmp eq i64 %m, 0
+  br i1 %y, label %yield, label %spin
+yield:
+  @@YIELD@@
+  br label %spin
+done:
+  ret void
+}}
+
+define void @merkle_update_part(ptr %levels, i64 %top, i64 %lo0, i64 %hi0, i64 %part,
+                                i64 %nparts, ptr %sync) {{
+entry:
+  br label %head
+head:
+  %l = phi i64 [ 0, %entry ], [ %l1, %next ]
+  %lo = phi i64 [ %lo0, %entry ], [ %plo, %next ]
+  %hi = phi i64 [ %hi0, %entry ], [ %phi, %next ]
+  %more = icmp slt i64 %l, %top
+  br i1 %more, label %body, label %done
+body:
+  %plo = lshr i64 %lo, 1
+  %hi1 = add i64 %hi, 1
+  %phi = lshr i64 %hi1, 1
+  %n = sub i64 %phi, %plo
+  %l1 = add i64 %l, 1
+  %srcp = getelementptr i64, ptr %levels, i64 %l
+  %src = load ptr, ptr %srcp, align 8
+  %dstp = getelementptr i64, ptr %levels, i64 %l1
+  %dst = load ptr, ptr %dstp, align 8
+  %wide = icmp sge i64 %n, {_PAR_MIN}
+  br i1 %wide, label %split, label %alone
+split:
+  %a0 = mul i64 %n, %part
+  %a1 = sdiv i64 %a0, %nparts
+  %p1 = add i64 %part, 1
+  %b0 = mul i64 %n, %p1
+  %b1 = sdiv i64 %b0, %nparts
+  %s = add i64 %plo, %a1
+  %cnt = sub i64 %b1, %a1
+  call void @opmlc_khash(ptr %src, ptr %dst, i64 %s, i64 %cnt)
+  call void @opmlc_kbarrier(ptr %sync, i64 %nparts)
+  br label %next
+alone:
+  %p0 = icmp eq i64 %part, 0
+  br i1 %p0, label %solo, label %done
+solo:
+  call void @opmlc_khash(ptr %src, ptr %dst, i64 %plo, i64 %n)
+  br label %next
+next:
+  br label %head
+done:
+  ret void
+}}
+
+define internal void @opmlc_khash(ptr %src, ptr %dst, i64 %s, i64 %cnt) {{
+entry:
+  %so = mul i64 %s, 64
+  %sp = getelementptr i8, ptr %src, i64 %so
+  %do = mul i64 %s, 32
+  %dp = getelementptr i8, ptr %dst, i64 %do
+  %n8 = and i64 %cnt, -{_WIDTH}
+  call void @keccak256_pairs_x8(ptr %sp, ptr %dp, i64 %n8)
+  %ro = mul i64 %n8, 64
+  %rp = getelementptr i8, ptr %sp, i64 %ro
+  %rdo = mul i64 %n8, 32
+  %rd = getelementptr i8, ptr %dp, i64 %rdo
+  %r = sub i64 %cnt, %n8
+  call void @keccak256_pairs(ptr %rp, ptr %rd, i64 %r)
+  ret void
+}}
+"""
 
 
 def _build_path_update(ir, mod, f1, f8) -> None:
@@ -259,6 +363,8 @@ def _build_fn(ir, mod, name: str, width: int) -> None:
 _KernelFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _UpdateFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                              ctypes.c_int64)
+_PartFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                           ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
 
 
 class _Jit:
@@ -273,7 +379,13 @@ class _Jit:
         self.tm = target.create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
         )
-        text = _build_ir()
+        from .native import _yield_symbol
+
+        # the barrier's back-off: sched_yield every 1024 polls where libc has it
+        text = _build_ir().replace("@@YIELD@@", "call i32 @sched_yield()\n" if _yield_symbol()
+                                   else "; no sched_yield")
+        if "@sched_yield" in text:
+            text += "\ndeclare i32 @sched_yield()\n"
         # the machine code is cached on disk like the kernels' (runtime/native.py)
         from .native import object_cache
 
@@ -292,6 +404,7 @@ class _Jit:
         self.fn1 = _KernelFn(self.engine.get_function_address("keccak256_pairs"))
         self.fn8 = _KernelFn(self.engine.get_function_address("keccak256_pairs_x8"))
         self.update = _UpdateFn(self.engine.get_function_address("merkle_update"))
+        self.update_part = _PartFn(self.engine.get_function_address("merkle_update_part"))
 
     def fn(self, src: int, dst: int, n: int) -> None:
         """Hash n pairs: the SIMD kernel over the multiple of 8, the scalar one after."""
@@ -358,10 +471,28 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
 
 
 def path_update_fn():
-    """The JIT's ``merkle_update(levels, top, lo, hi)`` (see _build_path_update), or None
-    when the JIT is unavailable."""
+    """``update(levels, top, lo, hi)``: the JIT's merkle_update (see _build_path_update)
+    split over the hashing threads when the range is wide (merkle_update_part, one
+    hand-off per call, not per level); None when the JIT is unavailable."""
     jit = _get_jit()
-    return None if jit is None else jit.update
+    if jit is None:
+        return None
+
+    def update(levels: int, top: int, lo: int, hi: int) -> None:
+        n = min(_threads(), (((hi + 1) >> 1) - (lo >> 1)) // _MIN_PAIRS_PER_THREAD)
+        if n <= 1 or top <= 0:
+            jit.update(levels, top, lo, hi)
+            return
+        sync = np.zeros(16, np.int64)
+        sp = sync.ctypes.data
+        pool = _get_pool(n - 1)
+        futs = [pool.submit(jit.update_part, levels, top, lo, hi, p, n, sp)
+                for p in range(1, n)]
+        jit.update_part(levels, top, lo, hi, 0, n, sp)
+        for f in futs:
+            f.result()
+
+    return update
 
 
 def hash_pairs(nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

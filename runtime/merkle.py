@@ -50,8 +50,6 @@ _FEW = 8
 _COMPACT_AT = 1 << 16
 # At most this many merged dirty ranges: one native path update per range.
 _PATHS = 16
-# Levels with at least this many parents to hash go to the threaded hash_pairs.
-_THREADED = 8192
 
 
 @lru_cache(maxsize=1)
@@ -389,22 +387,16 @@ class Memory:
                 dst[p] = np.frombuffer(h, dtype=np.uint8)
 
     def _update_dense_paths(self, lo: np.ndarray, hi: np.ndarray) -> bool:
-        """Rehash levels 1.._top over a few merged dirty ranges, range by range: the wide
-        low levels with the threaded ``hash_pairs``, the rest in one native call
-        (keccak.path_update_fn). A node above two ranges is rehashed by the later one
-        from final children. False when the JIT is unavailable."""
+        """Rehash levels 1.._top over a few merged dirty ranges, range by range, in one
+        native call each (keccak.path_update_fn: split over the hashing threads while a
+        level is wide). A node above two ranges is rehashed by the later one from final
+        children. False when the JIT is unavailable."""
         fn = path_update_fn()
         if fn is None:
             return False
         ptrs = self._level_ptrs()
         for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
-            level = 0
-            while level < self._top and ((b + 1) >> 1) - (a >> 1) >= _THREADED:
-                a, b = a >> 1, (b + 1) >> 1
-                pairs = self._levels[level].reshape(-1, 2 * LEAF)
-                hash_pairs(pairs[a:b], out=self._levels[level + 1][a:b])
-                level += 1
-            fn(ptrs.ctypes.data + 8 * level, self._top - level, a, b)
+            fn(ptrs.ctypes.data, self._top, a, b)
         return True
 
     def _level_ptrs(self) -> np.ndarray:

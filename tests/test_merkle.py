@@ -393,3 +393,20 @@ def test_fallback_path(monkeypatch: pytest.MonkeyPatch) -> None:
     mem = Memory(8)
     mem.load_image(0, bytes(range(256)) * 20)
     assert mem.root() == merkle_root_of(bytes(range(256)) * 20, 8)
+
+
+def test_wide_dirty_range_split_over_threads() -> None:
+    """A dirty range wide enough for merkle_update_part (its levels split over the hashing
+    threads, a barrier between levels) plus narrow ones: the pure-Python oracle's root."""
+    from opmlc_runtime.merkle import Memory, merkle_root_of
+
+    rng = np.random.default_rng(7)
+    mem = Memory(16, size_hint=1 << 20)
+    data = rng.integers(0, 256, 1 << 20, dtype=np.uint8)
+    mem.load_image(0, data)
+    mem.root()
+    for a, n in ((96, (1 << 20) - 4096), (5, 40), (70_000, 3)):
+        data[a:a + n] = rng.integers(0, 256, n, dtype=np.uint8)
+        mem.buffer[a:a + n] = data[a:a + n]
+        mem.mark_dirty(a, n)
+    assert mem.root() == merkle_root_of(data.tobytes(), 16)

@@ -612,40 +612,45 @@ def _conv_epilogue(ir: _Ir, sp: ConvSpec, mr: int, r: str, m0g: str, nM: str, j0
     jj, _, close_jj = ir.loop(j0, j1)
     jl = ir.v(f"sub i64 {jj}, {j0}")
     c0 = ir.v(f"mul i64 {jj}, {nr}")
-    for i in range(mr):
-        m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
-        nm = ir.v(f"add i64 {nM}, {m}")
-        yrow = ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P * osz}')}, {sp.y_addr}")
-        arow = ir.v(f"add i64 {i * npb * nr * 8}, {ir.v(f'mul i64 {jl}, {nr * 8}')}")
-        for q in range(nr // 8):
-            ap = ir.v(f"getelementptr i8, ptr {accb}, i64 {ir.v(f'add i64 {arow}, {64 * q}')}")
-            acc = ir.v(f"load <8 x i64>, ptr {ap}, align 64")
-            val = VecExpr(ir, 8, {"acc": acc}, [m]).val(sp.epilogue)
-            if osz < 8:
-                val = ir.v(f"trunc <8 x i64> {val} to <8 x {oty}>")
-            # a whole chunk is one plain vector store; the last, partial chunk of a row is
-            # copied lane by lane (a truncating llvm.masked.store here was compiled, for
-            # AVX-512, into a store of a masked-off lane: tests/test_fuse.py)
-            cq = ir.v(f"add i64 {c0}, {8 * q}")
-            yo = ir.v(f"add i64 {yrow}, {ir.v(f'mul i64 {cq}, {osz}')}")
-            yp = ir.v(f"getelementptr i8, ptr %base, i64 {yo}")
-            whole, part, done = ir.label("ew"), ir.label("ep"), ir.label("ed")
-            full = ir.v(f"icmp sle i64 {ir.v(f'add i64 {cq}, 8')}, {P}")
-            ir.emit(f"br i1 {full}, label %{whole}, label %{part}")
-            ir.lines.append(f"{whole}:")
-            ir.emit(f"store <8 x {oty}> {val}, ptr {yp}, align {osz}")
-            ir.emit(f"br label %{done}")
-            ir.lines.append(f"{part}:")
-            # the chunk's accumulators are consumed: park the values there, copy the lanes
-            ir.emit(f"store <8 x {oty}> {val}, ptr {ap}, align 64")
-            lane, _, close_lane = ir.loop("0", ir.v(f"sub i64 {P}, {cq}"))
-            e = ir.v(f"load {oty}, ptr {ir.v(f'getelementptr {oty}, ptr {ap}, i64 {lane}')}, "
-                     f"align {osz}")
-            ir.emit(f"store {oty} {e}, ptr {ir.v(f'getelementptr {oty}, ptr {yp}, i64 {lane}')}, "
-                    f"align {osz}")
-            close_lane()
-            ir.emit(f"br label %{done}")
-            ir.lines.append(f"{done}:")
+    # rows and 8-lane chunks are loops, not unrolled copies of the epilogue (JIT time)
+    i, _, close_i = ir.loop("0", str(mr))
+    m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
+    nm = ir.v(f"add i64 {nM}, {m}")
+    yrow = ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P * osz}')}, {sp.y_addr}")
+    arow = ir.v(f"add i64 {ir.v(f'mul i64 {i}, {npb * nr * 8}')}, "
+                f"{ir.v(f'mul i64 {jl}, {nr * 8}')}")
+    q, _, close_q = ir.loop("0", str(nr // 8))
+    q64 = ir.v(f"mul i64 {q}, 64")
+    ap = ir.v(f"getelementptr i8, ptr {accb}, i64 {ir.v(f'add i64 {arow}, {q64}')}")
+    acc = ir.v(f"load <8 x i64>, ptr {ap}, align 64")
+    val = VecExpr(ir, 8, {"acc": acc}, [m]).val(sp.epilogue)
+    if osz < 8:
+        val = ir.v(f"trunc <8 x i64> {val} to <8 x {oty}>")
+    # a whole chunk is one plain vector store; the last, partial chunk of a row is
+    # copied lane by lane (a truncating llvm.masked.store here was compiled, for
+    # AVX-512, into a store of a masked-off lane: tests/test_fuse.py)
+    cq = ir.v(f"add i64 {c0}, {ir.v(f'mul i64 {q}, 8')}")
+    yo = ir.v(f"add i64 {yrow}, {ir.v(f'mul i64 {cq}, {osz}')}")
+    yp = ir.v(f"getelementptr i8, ptr %base, i64 {yo}")
+    whole, part, done = ir.label("ew"), ir.label("ep"), ir.label("ed")
+    full = ir.v(f"icmp sle i64 {ir.v(f'add i64 {cq}, 8')}, {P}")
+    ir.emit(f"br i1 {full}, label %{whole}, label %{part}")
+    ir.lines.append(f"{whole}:")
+    ir.emit(f"store <8 x {oty}> {val}, ptr {yp}, align {osz}")
+    ir.emit(f"br label %{done}")
+    ir.lines.append(f"{part}:")
+    # the chunk's accumulators are consumed: park the values there, copy the lanes
+    ir.emit(f"store <8 x {oty}> {val}, ptr {ap}, align 64")
+    lane, _, close_lane = ir.loop("0", ir.v(f"sub i64 {P}, {cq}"))
+    e = ir.v(f"load {oty}, ptr {ir.v(f'getelementptr {oty}, ptr {ap}, i64 {lane}')}, "
+             f"align {osz}")
+    ir.emit(f"store {oty} {e}, ptr {ir.v(f'getelementptr {oty}, ptr {yp}, i64 {lane}')}, "
+            f"align {osz}")
+    close_lane()
+    ir.emit(f"br label %{done}")
+    ir.lines.append(f"{done}:")
+    close_q()
+    close_i()
     close_jj()
 
 
