@@ -153,7 +153,7 @@ class Program:
             self.entry = int(self.nodes[0]["entry"]) if self.nodes else self.halt_pc
             self._regions = {str(r[1]): (int(r[2]), int(r[3])) for r in m["memory"]["regions"]}
             _check_meta(self)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
             raise ArtifactError(f"artifact metadata incomplete or malformed: "
                                 f"{type(e).__name__}: {e}") from None
         self._native = None
