@@ -337,6 +337,21 @@ def test_softmax(data: st.DataObject) -> None:
         "dtype": data.draw(st.sampled_from(["i16", "i32"]))}, {"t": table}, ("x", "t")))
 
 
+@SETTINGS
+@given(data=st.data())
+def test_softmax_masked(data: st.DataObject) -> None:
+    """keep mask broadcast over any axes (rows fully masked included): ref == native == VM."""
+    shape = shapes(data, (1, 3), (1, 5))
+    x = values(data, data.draw(st.sampled_from(["i8", "i32"])), shape, -5000, 5000)
+    keep = values(data, "u8", bcast_of(data, shape), 0, 1)
+    n = data.draw(st.integers(2, 20), label="knots")
+    table = np.sort(values(data, "i32", (n,), 0, 1 << 30))
+    check_graph(*one_node("q.softmax", {"x": x, "k": keep}, {
+        "axis": data.draw(st.integers(0, len(shape) - 1)), "lo": -(n - 1) * 256,
+        "step_bits": 8, "out_bits": data.draw(st.integers(8, 16)), "zp": -3,
+        "dtype": data.draw(st.sampled_from(["i8", "i32"]))}, {"t": table}, ("x", "t", "k")))
+
+
 @settings(SETTINGS, max_examples=16)
 @given(data=st.data(), op=st.sampled_from(["q.layer_norm", "q.rms_norm"]))
 def test_norms(data: st.DataObject, op: str) -> None:

@@ -829,7 +829,10 @@ def _axis_split(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
 def _qsoftmax(node: Node, ctx: Ctx) -> Kernel:
     """Per (outer, inner) row: m = max; s = sum lut(x - m); y = sat(div(sll(lut(x - m),
     out_bits) + sra(s, 1), s) + zp) (the lut is recomputed rather than stored: no scratch
-    memory)."""
+    memory). With a keep mask: loops over every non-axis dimension (the mask broadcasts
+    freely), masked positions drop out of the max (cmov to -2^63) and of e (cmov to 0)."""
+    if len(node.inputs) > 2:
+        return _qsoftmax_masked(node, ctx)
     x, table = node.inputs
     y = node.outputs[0]
     a = node.attrs
@@ -849,6 +852,41 @@ def _qsoftmax(node: Node, ctx: Ctx) -> Kernel:
     out = saturate(add(op("div", num, Var("s")), a["zp"]), a["dtype"])
     body = nest([A, B], [
         Let("m", Const(-(1 << 63))), Loop(n, (Let("m", smax(Var("m"), xv)),)),
+        Let("s", Const(0)), Loop(n, (*l1, Let("s", add(Var("s"), e1)))),
+        Loop(n, (*l2, Store(yt.dtype, y_addr, out)))])
+    return Kernel("", body, parallel=True)
+
+
+def _qsoftmax_masked(node: Node, ctx: Ctx) -> Kernel:
+    x, table, keep = node.inputs
+    y = node.outputs[0]
+    a = node.attrs
+    xt, tt, yt, kt = ctx.t(x), ctx.t(table), ctx.t(y), ctx.t(keep)
+    axis = a["axis"]
+    outer = [ax for ax in range(xt.rank) if ax != axis]
+    inner = len(outer)  # the loop level of the softmax axis
+
+    def addr(name: str, st: list[int]) -> Addr:
+        return Addr(ctx.addr(name), tuple((lv, st[ax]) for lv, ax in enumerate(outer))
+                    + ((inner, st[axis]),))
+
+    xv = Load(xt.dtype, addr(x, _strides(xt.shape, _itemsize(xt.dtype))))
+    kv = Load(kt.dtype, addr(keep, _bstrides(kt.shape, xt.shape, _itemsize(kt.dtype))))
+    y_addr = addr(y, _strides(yt.shape, _itemsize(yt.dtype)))
+    n = xt.shape[axis]
+
+    def e(tag: str) -> tuple[list[Let], Expr]:
+        lets, v = lut_expr(sub(xv, Var("m")), ctx.addr(table), tt.dtype, tt.shape[0],
+                           a["lo"], a["step_bits"], tag)
+        return lets, cmov(v, kv, Const(0))
+
+    l1, e1 = e("a")
+    l2, e2 = e("b")
+    num = add(op("sll", e2, a["out_bits"]), op("sra", Var("s"), 1))
+    out = saturate(add(op("div", num, Var("s")), a["zp"]), a["dtype"])
+    body = nest([xt.shape[ax] for ax in outer], [
+        Let("m", Const(-(1 << 63))),
+        Loop(n, (Let("m", smax(Var("m"), cmov(xv, kv, Const(-(1 << 63))))),)),
         Let("s", Const(0)), Loop(n, (*l1, Let("s", add(Var("s"), e1)))),
         Loop(n, (*l2, Store(yt.dtype, y_addr, out)))])
     return Kernel("", body, parallel=True)

@@ -322,15 +322,27 @@ def q_where(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @_reg("q.softmax", Group.NONLINEAR, lambda ts, a: [TensorType(a["dtype"], ts[0].shape)],
-      (2, 2), {"axis": REQUIRED, "lo": REQUIRED, "step_bits": REQUIRED,
+      (2, 3), {"axis": REQUIRED, "lo": REQUIRED, "step_bits": REQUIRED,
                "out_bits": REQUIRED, "zp": 0, "dtype": REQUIRED})
-def q_softmax(x: np.ndarray, table: np.ndarray, *, axis: int, lo: int, step_bits: int,
-              out_bits: int, zp: int, dtype: str) -> np.ndarray:
+def q_softmax(x: np.ndarray, table: np.ndarray, keep: np.ndarray | None = None, *, axis: int,
+              lo: int, step_bits: int, out_bits: int, zp: int, dtype: str) -> np.ndarray:
     """m = max_axis x; e = lut_interp(x - m, table, lo, step_bits); s = sum_axis e;
-    y = sat_T(div(sll(e, out_bits) + sra(s, 1), s) + zp)   (e >= 0, s > 0: rounds half up)."""
+    y = sat_T(div(sll(e, out_bits) + sra(s, 1), s) + zp)   (e >= 0, s > 0: rounds half up).
+
+    With ``keep`` (u8, broadcast to x): k = keep != 0; m = max_axis (k ? x : -2^63);
+    e = k ? lut_interp(x - m, ...) : 0 (x - m wraps); the rest as above, so a masked
+    position is exactly zp (real 0) and a row with nothing kept (s = 0) is all zp.
+    """
     xw = W(x)
-    d = xw - np.max(xw, axis=axis, keepdims=True)
-    e = lut_interp(d, table, lo, step_bits)
+    if keep is None:
+        d = xw - np.max(xw, axis=axis, keepdims=True)
+        e = lut_interp(d, table, lo, step_bits)
+    else:
+        k = np.broadcast_to(W(keep) != 0, xw.shape)
+        m = np.max(np.where(k, xw, np.int64(-(1 << 63))), axis=axis, keepdims=True)
+        with np.errstate(over="ignore"):
+            d = xw - m
+        e = np.where(k, lut_interp(d, table, lo, step_bits), np.int64(0))
     s = np.sum(e, axis=axis, keepdims=True, dtype=np.int64)
     return _out(P.div(P.sll(e, out_bits) + P.sra(s, 1), s) + zp, dtype)
 

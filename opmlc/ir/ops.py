@@ -392,11 +392,30 @@ def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
 # ---------------------------------------------------------------- nonlinear along an axis
 
 
-@register("softmax", Group.NONLINEAR, _same, attrs={"axis": REQUIRED})
-def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """y = exp(x - max_axis x) / sum_axis exp(x - max_axis x)."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
+def _masked_infer(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """y: the type of x; an optional keep mask must broadcast to x's shape."""
+    if len(ts) > 1 and np.broadcast_shapes(ts[0].shape, ts[1].shape) != ts[0].shape:
+        raise ValueError(f"keep mask {ts[1]} does not broadcast to {ts[0]}")
+    return [ts[0]]
+
+
+@register("softmax", Group.NONLINEAR, _masked_infer, (1, 2), attrs={"axis": REQUIRED})
+def _softmax(x: np.ndarray, keep: np.ndarray | None = None, *, axis: int) -> np.ndarray:
+    """y = exp(x - max_axis x) / sum_axis exp(x - max_axis x).
+
+    With ``keep`` (broadcast to x): masked positions (keep == 0) are exactly 0 and take no
+    part in the max or the sum; a row with every position masked is all 0.
+    """
+    if keep is None:
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
+    k = np.broadcast_to(np.asarray(keep) != 0, x.shape)
+    m = np.max(np.where(k, x, -np.inf), axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.where(k, np.exp(np.where(k, x - m, 0)), 0)
+        s = np.sum(e, axis=axis, keepdims=True)
+        return np.where(s > 0, e / np.where(s > 0, s, 1), 0).astype(x.dtype)
 
 
 @register("log_softmax", Group.NONLINEAR, _same, attrs={"axis": REQUIRED})

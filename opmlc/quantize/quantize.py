@@ -24,6 +24,7 @@ from opmlc.ir import intops
 from opmlc.ir.graph import FLOAT_DTYPES, Graph, Node, TensorType
 from opmlc.ir.interp import evaluate
 from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types
+from opmlc.quantize.masks import fold_masks, is_mask
 from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
 from opmlc_runtime.dtypes import int_range
 
@@ -230,8 +231,9 @@ class _Q:
     def value_range(self, name: str) -> tuple[float, float]:
         """The calibrated (or, for a constant, exact) float range ``(lo, hi)`` of ``name``."""
         name = self.range_alias.get(name, name)
-        if name in self.g.consts:
-            a = self.g.consts[name].astype(np.float64)
+        if name in self.g.consts:  # infinities and mask values saturate (spec/QUANT.md 4.1)
+            a = self.g.consts[name].astype(np.float64).reshape(-1)
+            a = a[np.isfinite(a) & ~is_mask(a)] if a.dtype.kind == "f" else a
             return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
         return self.cal.ranges.get(name, (0.0, 0.0))
 
@@ -641,7 +643,8 @@ def _softmax(q: _Q, n: Node) -> None:
     if q.fixed:
         table[0] = 0  # exp(d) := 0 for d <= -SOFTMAX_RANGE
     tn = q.const(n.outputs[0] + ".exp", table)
-    y = q.emit("q.softmax", [qx, tn], {"axis": n.attrs["axis"], "lo": lo, "step_bits": k,
+    ins = [qx, tn] + [q.get(k)[0] for k in n.inputs[1:]]  # the keep mask (masks.py)
+    y = q.emit("q.softmax", ins, {"axis": n.attrs["axis"], "lo": lo, "step_bits": k,
                                        "out_bits": out_bits, "zp": zp, "dtype": py.dtype},
                n.outputs[0])[0]
     q.set(n.outputs[0], y, py)
@@ -881,7 +884,8 @@ def _prepare(q: _Q) -> None:
             q.skip.add(id(add))
     for n in g.nodes:  # softmax inputs: the range of the elements that matter
         if n.op == "softmax" and n.inputs[0] not in g.consts and q.cal.envs:
-            _softmax_range(q, n.inputs[0], n.attrs["axis"])
+            keep = n.inputs[1] if len(n.inputs) > 1 else None
+            _softmax_range(q, n.inputs[0], n.attrs["axis"], keep)
     if not q.fixed:
         for n in g.nodes:
             if n.op == "relu":
@@ -891,15 +895,24 @@ def _prepare(q: _Q) -> None:
                     q.range_alias[n.inputs[0]] = n.outputs[0]
 
 
-def _softmax_range(q: _Q, x: str, axis: int) -> None:
+def _softmax_range(q: _Q, x: str, axis: int, keep: str | None = None) -> None:
     """Range of a softmax input over the calibration elements within SOFTMAX_RANGE of their
-    row max: elements further below (e.g. -1e4 attention masks) may saturate, since their
-    exp is below e^-16 of the row's largest term either way."""
+    row max (among the kept elements, with a keep mask): elements further below (e.g. -1e4
+    attention masks) may saturate, since their exp is below e^-16 of the row's largest term
+    either way."""
     lo, hi = math.inf, -math.inf
     for env in q.cal.envs:
         v = env[x].astype(np.float64)
-        keep = v[v - np.max(v, axis=axis, keepdims=True) > -SOFTMAX_RANGE]
-        lo, hi = min(lo, float(keep.min())), max(hi, float(keep.max()))
+        if keep is not None:
+            k = q.g.consts[keep] if keep in q.g.consts else env.get(keep)
+            if k is not None:
+                v = np.where(np.broadcast_to(np.asarray(k) != 0, v.shape), v, -np.inf)
+        with np.errstate(invalid="ignore"):
+            keep_v = v[np.isfinite(v) & (v - np.max(v, axis=axis, keepdims=True)
+                                         > -SOFTMAX_RANGE)]
+        if keep_v.size == 0:
+            continue
+        lo, hi = min(lo, float(keep_v.min())), max(hi, float(keep_v.max()))
     if lo <= hi:
         q.cal.ranges[x] = (lo, hi)
 
@@ -930,6 +943,8 @@ def quantize(graph: Graph, scheme: str = "fixed",
         pol = Int8Policy()
     else:
         raise QuantizeError(f"unknown quantization scheme {scheme!r} (use 'fixed' or 'int8')")
+    graph = fold_masks(Graph(list(graph.inputs), list(graph.outputs), dict(graph.consts),
+                             list(graph.nodes), dict(graph.types), graph.name))
     bad = [(n.op, n.outputs[0]) for n in graph.nodes if _dispatch(n.op) is None]
     if bad:
         raise QuantizeError("ops without a quantization rule: " + ", ".join(
