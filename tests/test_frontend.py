@@ -126,7 +126,8 @@ def test_batchnorm_folds_into_conv() -> None:
 
 
 def test_qdq_model_imports() -> None:
-    """QuantizeLinear/DequantizeLinear pairs import; a DQ of constant weights folds."""
+    """QuantizeLinear/DequantizeLinear pairs import; a DQ of constant weights stays a
+    dequantize_linear of the integer constant (a quantizer keeps the model's integers)."""
     wq = np.arange(-6, 6, dtype=np.int8).reshape(4, 3)
     inits = [numpy_helper.from_array(np.float32(0.05), "xs"),
              numpy_helper.from_array(np.uint8(128), "xz"),
@@ -139,7 +140,9 @@ def test_qdq_model_imports() -> None:
              helper.make_node("MatMul", ["xd", "wd"], ["y"])]
     m = _model(nodes, [_f32("x", [2, 4])], [_f32("y", None)], inits, opset=13)
     g = import_onnx(m)
-    assert [n.op for n in g.nodes] == ["quantize_linear", "dequantize_linear", "matmul"]
+    assert [n.op for n in g.nodes] == ["quantize_linear", "dequantize_linear",
+                                       "dequantize_linear", "matmul"]
+    assert np.array_equal(g.consts[g.nodes[2].inputs[0]], wq)
     x = {"x": np.linspace(-3, 3, 8, dtype=np.float32).reshape(2, 4)}
     want = ort.InferenceSession(m.SerializeToString()).run(None, x)[0]
     np.testing.assert_allclose(evaluate(g, x)["y"], want, rtol=1e-6, atol=1e-6)

@@ -21,11 +21,31 @@ from opmlc.ir.ops import canonical_attrs, infer_types, run_ref
 
 @dataclass(eq=False)
 class Const:
-    """A compile-time tensor; ``ir_name`` is set once it is placed in the graph."""
+    """A compile-time tensor; ``ir_name`` is set once it is placed in the graph.
+
+    ``quant``: for a constant folded from DequantizeLinear of an integer constant (the
+    weights of a QDQ model), the integers, scale, zero point and axis it came from (kept
+    through transposes), so that the graph gets ``dequantize_linear(q, scale, zp)`` and a
+    quantizer can keep the model's own integers and scales.
+    """
 
     value: np.ndarray
     hint: str
     ir_name: str | None = None
+    quant: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = None
+
+
+def _fold_quant(op: str, ins: list[Const], attrs: dict[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """The ``quant`` of a folded result: DequantizeLinear of integers, or a transpose of one."""
+    if op == "dequantize_linear" and ins[0].value.dtype.kind in "iu":
+        return ins[0].value, ins[1].value, ins[2].value, int(attrs["axis"])
+    if op == "transpose" and ins[0].quant is not None:
+        q, s, z, axis = ins[0].quant
+        perm = attrs["perm"] or list(range(q.ndim))[::-1]
+        ax = perm.index(axis) if np.ndim(s) else axis
+        return np.ascontiguousarray(np.transpose(q, perm)), s, z, ax
+    return None
 
 
 V = str | Const
@@ -83,6 +103,14 @@ class Ctx:
         """IR name of ``v``, adding a constant to the graph if needed."""
         if isinstance(v, str):
             return v
+        if v.ir_name is None and v.quant is not None:  # dequantize_linear(q, scale, zp)
+            q, sc, zp, axis = v.quant
+            names = [self.g.add_const(v.hint + sfx, np.array(a, order="C"))
+                     for sfx, a in ((".q", q), (".scale", sc), (".zp", zp))]
+            out = self.g.fresh_name(v.hint)
+            self.g.types[out] = TensorType.of(v.value)
+            self.g.nodes.append(Node("dequantize_linear", tuple(names), (out,), {"axis": axis}))
+            v.ir_name = out
         if v.ir_name is None:
             v.ir_name = self.g.add_const(v.hint, np.array(v.value, order="C"))
         return v.ir_name
@@ -94,8 +122,9 @@ class Ctx:
         types = infer_types(op, [self.type(v) for v in ins], attrs)
         if all(isinstance(v, Const) for v in ins):
             outs = run_ref(op, [v.value for v in ins], attrs)
-            return [Const(np.asarray(o).astype(t.np_dtype, copy=False).reshape(t.shape), self.base)
-                     for o, t in zip(outs, types, strict=True)]
+            quant = _fold_quant(op, ins, attrs) if len(outs) == 1 else None  # type: ignore[arg-type]
+            return [Const(np.asarray(o).astype(t.np_dtype, copy=False).reshape(t.shape), self.base,
+                          quant=quant) for o, t in zip(outs, types, strict=True)]
         outs = []
         for t in types:  # outputs first: they get the ONNX name, folded inputs a suffix
             name = self.g.fresh_name(self.base)

@@ -277,8 +277,8 @@ def _batch_norm(x, scale, bias, mean, var, epsilon: float) -> np.ndarray:
 
 def _qparam_shape(x: np.ndarray, p: np.ndarray, axis: int) -> np.ndarray:
     """Per-axis quantisation parameter reshaped to broadcast along ``axis`` of x."""
-    if p.ndim == 0:
-        return p
+    if p.ndim == 0 or (p.size == 1 and x.ndim <= axis):  # one value: per tensor
+        return p.reshape(())
     shp = [1] * x.ndim
     shp[axis] = -1
     return p.reshape(shp)

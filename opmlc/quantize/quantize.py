@@ -21,7 +21,7 @@ import numpy as np
 
 from opmlc.errors import OpmlcError
 from opmlc.ir import intops
-from opmlc.ir.graph import FLOAT_DTYPES, Graph, Node, TensorType
+from opmlc.ir.graph import FLOAT_DTYPES, Graph, Node, TensorType, dtype_name
 from opmlc.ir.interp import evaluate
 from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types
 from opmlc.quantize.masks import fold_masks, is_mask
@@ -223,6 +223,7 @@ class _Q:
         self.range_alias: dict[str, str] = {}
         self.fused_bias: dict[int, tuple[Node, str]] = {}
         self.skip: set[int] = set()
+        self.forced: dict[str, QParams] = {}  # a QDQ model's own activation params
 
     # ---- values
     def is_float(self, name: str) -> bool:
@@ -238,7 +239,26 @@ class _Q:
         return self.cal.ranges.get(name, (0.0, 0.0))
 
     def act(self, name: str) -> QParams:
+        if name in self.forced:
+            return self.forced[name]
         return self.pol.act(*self.value_range(name))
+
+    def dq_const(self, name: str) -> tuple[np.ndarray, QParams] | None:
+        """(integers, params) of a value made by dequantize_linear of an integer constant."""
+        p = self.producers.get(name)
+        if p is None or p.op != "dequantize_linear" or p.inputs[0] not in self.g.consts:
+            return None
+        return self.g.consts[p.inputs[0]], qdq_params(self, p)
+
+    def const_value(self, name: str) -> np.ndarray | None:
+        """The float value of a constant, or of dequantize_linear of constants."""
+        if name in self.g.consts:
+            return self.g.consts[name]
+        p = self.producers.get(name)
+        if p is not None and p.op == "dequantize_linear" and all(
+                i in self.g.consts for i in p.inputs):
+            return OPS[p.op].ref(*(self.g.consts[i] for i in p.inputs), **p.attrs)
+        return None
 
     def get(self, name: str) -> tuple[str, QParams | None]:
         if name in self.qmap:
@@ -322,6 +342,60 @@ def _contract_out(q: _Q, n: Node) -> str:
     return fb[0].outputs[0] if fb else n.outputs[0]
 
 
+def _bias_ints(q: _Q, name: str, acc_scale: np.ndarray) -> np.ndarray:
+    """A contraction's bias in accumulator units: a QDQ model's own int32 bias when its
+    scale is the accumulator's (as onnxruntime's quantizer writes it), else rounded."""
+    dq = q.dq_const(name)
+    acc_scale = np.asarray(acc_scale, np.float64)
+    if dq is not None:
+        bq, pb = dq
+        sb = np.asarray(pb.scale, np.float64)
+        if np.allclose(sb, acc_scale, rtol=1e-5, atol=0) and not pb.zero_point:
+            return bq.astype(np.int64)
+    bias = np.asarray(q.const_value(name), np.float64)
+    return np.rint(bias / acc_scale).astype(np.int64)
+
+
+def qdq_params(q: _Q, n: Node) -> QParams:
+    """The params of a quantize_linear / dequantize_linear node: scale (per tensor, or a
+    tuple along ``axis``), zero point (one value) and the integer dtype."""
+    _, s, z = n.inputs
+    if s not in q.g.consts or z not in q.g.consts:
+        raise QuantizeError(f"{n.op} -> {n.outputs[0]}: scale and zero point must be constants")
+    sc, zp = q.g.consts[s].astype(np.float64), q.g.consts[z]
+    if zp.size > 1 and not (zp == zp.reshape(-1)[0]).all():
+        raise QuantizeError(f"{n.op} -> {n.outputs[0]}: per-channel zero points that differ "
+                            "are not supported")
+    dt = dtype_name(zp.dtype)
+    if sc.size > 1:
+        return QParams(dt, tuple(float(v) for v in sc.reshape(-1)), int(zp.reshape(-1)[0]),
+                       None, int(n.attrs["axis"]))
+    return QParams(dt, float(sc.reshape(-1)[0]), int(zp.reshape(-1)[0]) if zp.size else 0)
+
+
+@rule("dequantize_linear")
+def _dequantize_linear(q: _Q, n: Node) -> None:
+    """The integers are the value: a constant's own, or the quantize_linear's output."""
+    x, p = n.inputs[0], qdq_params(q, n)
+    if x in q.g.consts:
+        return q.set(n.outputs[0], q.const(x, q.g.consts[x]), p)
+    qx, px = q.get(x)
+    if px is not None and px != p:
+        raise QuantizeError(f"dequantize_linear -> {n.outputs[0]}: params differ from those "
+                            f"of {x!r}")
+    q.set(n.outputs[0], qx, p)
+
+
+@rule("quantize_linear")
+def _quantize_linear(q: _Q, n: Node) -> None:
+    """y = x in the node's params (a passthrough when x already has them)."""
+    p = qdq_params(q, n)
+    if isinstance(p.scale, tuple):
+        raise QuantizeError(f"quantize_linear -> {n.outputs[0]}: per-channel activation "
+                            "scales are not supported")
+    q.set(n.outputs[0], q.convert(n.inputs[0], p, n.outputs[0]), p)
+
+
 def _acc_to_out(q: _Q, acc: str, acc_scale: np.ndarray, fout: str, base: str,
                 ch_shape: tuple[int, ...] | None) -> None:
     py = q.act(fout)
@@ -337,17 +411,24 @@ def _acc_to_out(q: _Q, acc: str, acc_scale: np.ndarray, fout: str, base: str,
 def _matmul(q: _Q, n: Node) -> None:
     a, b = n.inputs
     fout = _contract_out(q, n)
-    if q.is_float(b) and b in q.g.consts and q.g.consts[b].ndim == 2:
-        qa, pa = q.get(a)
+    dq = q.dq_const(b)
+    if dq is not None and dq[0].ndim == 2 and (dq[1].axis in (None, 1) or not isinstance(
+            dq[1].scale, tuple)):
+        wq, pw = dq  # a QDQ model's own integer weights (per column or per tensor)
+    elif q.is_float(b) and b in q.g.consts and q.g.consts[b].ndim == 2:
         pw, wq = q.pol.weight(q.g.consts[b], axis=1)
+    else:
+        wq = None
+    if wq is not None:
+        qa, pa = q.get(a)
         wn = q.const(b, wq)
         acc_scale = pa.scale * np.asarray(pw.scale, np.float64)
         ins = [qa, wn]
         fb = q.fused_bias.get(id(n))
         if fb:
-            bias = q.g.consts[fb[1]].astype(np.float64).reshape(-1)
-            ins.append(q.const(fb[1], np.rint(bias / acc_scale).astype(np.int64)))
-        acc = q.emit("q.matmul", ins, {"a_zp": pa.zero_point}, fout + ".acc")[0]
+            ins.append(q.const(fb[1], _bias_ints(q, fb[1], acc_scale).reshape(-1)))
+        acc = q.emit("q.matmul", ins, {"a_zp": pa.zero_point, "b_zp": pw.zero_point},
+                     fout + ".acc")[0]
         _acc_to_out(q, acc, acc_scale, fout, fout, None)
         return
     qa, pa = q.get(a)
@@ -373,18 +454,23 @@ def _einsum(q: _Q, n: Node) -> None:
 @rule("conv")
 def _conv(q: _Q, n: Node) -> None:
     x, w = n.inputs[:2]
-    if w not in q.g.consts:
+    dq = q.dq_const(w)
+    if w not in q.g.consts and dq is None:
         raise QuantizeError(f"conv -> {n.outputs[0]}: weights must be constant")
     qx, px = q.get(x)
-    wf = q.g.consts[w]
-    pw, wq = q.pol.weight(wf, axis=0)
+    if dq is not None:  # a QDQ model's own integer weights
+        wq, pw = dq
+        wf = wq
+    else:
+        wf = q.g.consts[w]
+        pw, wq = q.pol.weight(wf, axis=0)
     acc_scale = px.scale * np.asarray(pw.scale, np.float64)
     ins = [qx, q.const(w, wq)]
     if len(n.inputs) == 3:
-        bias = q.g.consts[n.inputs[2]].astype(np.float64)
-        ins.append(q.const(n.inputs[2], np.rint(bias / acc_scale).astype(np.int64)))
+        ins.append(q.const(n.inputs[2], _bias_ints(q, n.inputs[2], acc_scale)))
     fout = n.outputs[0]
-    acc = q.emit("q.conv", ins, {**n.attrs, "x_zp": px.zero_point}, fout + ".acc")[0]
+    acc = q.emit("q.conv", ins, {**n.attrs, "x_zp": px.zero_point, "w_zp": pw.zero_point},
+                 fout + ".acc")[0]
     nd = wf.ndim - 2
     _acc_to_out(q, acc, acc_scale, fout, fout, (-1,) + (1,) * nd)
 
@@ -866,15 +952,24 @@ def _prepare(q: _Q) -> None:
     """Fusions decided before the walk: matmul + constant bias add (bias enters the i64
     accumulator); for int8, a contraction/add feeding only a relu takes the relu's range."""
     g = q.g
+    for n in g.nodes:  # QDQ: a value quantized by quantize_linear takes that node's params
+        if n.op == "quantize_linear" and n.inputs[0] not in q.forced:
+            p = qdq_params(q, n)
+            if not isinstance(p.scale, tuple):
+                q.forced[n.inputs[0]] = p
     for n in g.nodes:
-        if n.op == "matmul" and n.inputs[1] in g.consts and g.consts[n.inputs[1]].ndim == 2:
+        b = q.const_value(n.inputs[1]) if n.op == "matmul" else None
+        dq = q.dq_const(n.inputs[1]) if b is not None else None
+        if dq is not None and isinstance(dq[1].scale, tuple) and dq[1].axis != 1:
+            continue  # per-row weight scales: no accumulator-scale bias
+        if b is not None and b.ndim == 2:
             us = q.users.get(n.outputs[0], [])
             if len(us) != 1 or us[0].op != "add" or n.outputs[0] in g.outputs:
                 continue
             add = us[0]
             other = add.inputs[1] if add.inputs[0] == n.outputs[0] else add.inputs[0]
-            c = g.consts.get(other)
-            ncol = g.consts[n.inputs[1]].shape[1]
+            c = q.const_value(other)
+            ncol = q.const_value(n.inputs[1]).shape[1]
             if c is None or c.dtype.kind != "f" or c.size != ncol or (
                     c.ndim and c.shape[-1] != ncol):
                 continue
@@ -937,6 +1032,8 @@ def quantize(graph: Graph, scheme: str = "fixed",
     leading axis or along a batch axis of size 1); without it ``n_synth`` synthetic samples
     (standard normal floats, ids uniform over the table they index) are used.
     """
+    if any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes):
+        scheme = "int8"  # a QDQ model: its own int8 params, int8 rules for the rest
     if scheme == "fixed":
         pol: FixedPolicy | Int8Policy = FixedPolicy(act_bits)
     elif scheme == "int8":
