@@ -104,9 +104,20 @@ def _dims_text(tt: Any) -> str:
                           for d in tt.shape.dim) + "]"
 
 
-def _decode_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+def _decode_attrs(node: onnx.NodeProto, opset: int) -> dict[str, Any]:
+    """The node's attributes as Python values, each of the type the op's schema declares
+    (a mutated or hand-made file may carry, say, a string where a tensor belongs)."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain).attributes
+    except onnx.defs.SchemaError:
+        schema = {}
     out = {}
     for a in node.attribute:
+        want = schema.get(a.name)
+        if want is not None and a.type != want.type:
+            have = onnx.AttributeProto.AttributeType.Name(a.type)
+            raise ValueError(f"attribute {a.name!r} is a {have}, the op's schema says "
+                             f"{want.type.name}")
         v = helper.get_attribute_value(a)
         out[a.name] = v.decode() if isinstance(v, bytes) else v
     return out
@@ -117,7 +128,7 @@ def _convert_node(ctx: Ctx, node: onnx.NodeProto, idx: int, opset: int,
     name = node.name or f"#{idx}"
     out_names = list(node.output)
     try:
-        attrs = _decode_attrs(node)
+        attrs = _decode_attrs(node, opset)
     except Exception as e:  # noqa: BLE001 - a malformed attribute is the user's file
         raise ModelLoadError(f"node {name!r} ({node.op_type}): malformed attribute: "
                              f"{type(e).__name__}: {e}") from None
@@ -134,7 +145,7 @@ def _convert_node(ctx: Ctx, node: onnx.NodeProto, idx: int, opset: int,
     start = len(ctx.g.nodes)
     try:
         outs = list(handler(ctx, ctx.node, ins))
-    except (KeyError, ValueError, IndexError, TypeError, ArithmeticError) as e:
+    except (KeyError, ValueError, IndexError, TypeError, ArithmeticError, AttributeError) as e:
         raise UnsupportedOpsError([(node.op_type, opset, name)],
                                   f"cannot convert this node: {type(e).__name__}: {e}") from None
     _name_results(ctx, start, out_names, outs)
