@@ -91,11 +91,18 @@ def _float_factory(graph: Graph) -> Runner:
     return lambda inputs: evaluate(graph, inputs)
 
 
+def _bools(graph: Graph, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Boolean outputs travel as u8 0 / 1 in the integer graph: bool again at the edge."""
+    return {k: v.astype(np.bool_) if graph.types[k].dtype == "bool" else v
+            for k, v in outs.items()}
+
+
 def _int_factory(graph: Graph) -> Runner:
     from opmlc.quantize import quantize
 
     # conformance inputs may hold NaN / inf (IsNaN, ...): saturate as the edge rule says
-    return lambda inputs: quantize(graph, "fixed", dict(inputs)).run(inputs, saturate=True)
+    return lambda inputs: _bools(graph, quantize(graph, "fixed", dict(inputs)).run(
+        inputs, saturate=True))
 
 
 def _compiled_factory(engine: str, step_cap: int | None = None) -> Factory:
@@ -112,7 +119,7 @@ def _compiled_factory(engine: str, step_cap: int | None = None) -> Factory:
                 raise StepCapExceeded(f"{steps} VM steps exceed the {engine} engine's cap of "
                                       f"{step_cap}")
             res = Program(art).run(qm.quantize_inputs(inputs, saturate=True), engine)
-            return qm.dequantize_outputs(res.outputs)
+            return _bools(graph, qm.dequantize_outputs(res.outputs))
 
         return run
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opmlc.ir.graph import Graph, Node, TensorType
+from opmlc.ir.intops import CMP_KINDS
 from opmlc.ir.ops import canonical_attrs, infer_types
 from opmlc.quantize.interp import verify_int
 
@@ -74,6 +75,22 @@ def one_node(op: str, inputs: dict[str, np.ndarray], attrs: dict,
 
 
 # ---------------------------------------------------------------- elementwise
+
+
+@SETTINGS
+@given(data=st.data(), kind=st.sampled_from(["mod", "mod_f", *CMP_KINDS]))
+def test_mod_cmp(data: st.DataObject, kind: str) -> None:
+    """q.mod (both sign rules, zero divisors, MIN / -1) and q.cmp, extremes mixed in."""
+    out = shapes(data)
+    sa, sb = bcast_of(data, out), bcast_of(data, out)
+    da, db = data.draw(st.sampled_from(DTYPES)), data.draw(st.sampled_from(DTYPES))
+    a, b = values(data, da, sa), values(data, db, sb)
+    if kind.startswith("mod"):
+        attrs = {"fmod": int(kind == "mod_f"),
+                 "dtype": data.draw(st.sampled_from(["i8", "i16", "i32", "i64", "u8"]))}
+        check_graph(*one_node("q.mod", {"a": a, "b": b}, attrs))
+    else:
+        check_graph(*one_node("q.cmp", {"a": a, "b": b}, {"kind": kind}))
 
 
 @SETTINGS

@@ -236,6 +236,37 @@ def _qdiv(node: Node, ctx: Ctx) -> Kernel:
     return elementwise(node, ctx, f)
 
 
+@lowering("q.mod")
+def _qmod(node: Node, ctx: Ctx) -> Kernel:
+    a = node.attrs
+
+    def f(x: list[Expr]) -> tuple[list[Let], Expr]:
+        lets = [Let("r", sub(x[0], mul(op("div", x[0], x[1]), x[1])))]
+        if not a["fmod"]:
+            flip = op("and", op("sltu", Const(0), Var("r")),
+                      op("slt", op("xor", Var("r"), x[1]), Const(0)))
+            lets.append(Let("r", cmov(add(Var("r"), x[1]), flip, Var("r"))))
+        return lets, saturate(Var("r"), a["dtype"])
+
+    return elementwise(node, ctx, f)
+
+
+@lowering("q.cmp")
+def _qcmp(node: Node, ctx: Ctx) -> Kernel:
+    kind = node.attrs["kind"]
+
+    def f(x: list[Expr]) -> Expr:
+        a, b = x
+        if kind in ("and", "or", "xor"):
+            return op(kind, op("sltu", Const(0), a), op("sltu", Const(0), b))
+        return {"lt": lambda: op("slt", a, b), "gt": lambda: op("slt", b, a),
+                "le": lambda: op("xor", op("slt", b, a), Const(1)),
+                "ge": lambda: op("xor", op("slt", a, b), Const(1)),
+                "eq": lambda: op("sltu", op("xor", a, b), Const(1))}[kind]()
+
+    return elementwise(node, ctx, f)
+
+
 @lowering("q.clamp")
 def _qclamp(node: Node, ctx: Ctx) -> Kernel:
     a = node.attrs

@@ -269,6 +269,36 @@ def q_div(a: np.ndarray, b: np.ndarray, *, a_zp: int, b_zp: int, shift: int, zp:
     return _out(P.div(n, d) + zp, dtype)
 
 
+@_reg("q.mod", Group.ELEMENTWISE, _as_dtype(_bcast, attr="dtype"), (2, 2),
+      {"fmod": 0, "dtype": REQUIRED}, pointwise=True)
+def q_mod(a: np.ndarray, b: np.ndarray, *, fmod: int, dtype: str) -> np.ndarray:
+    """r = a - div(a, b) * b (the sign of a; b = 0 gives a); fmod = 0: r = r + b when r != 0
+    and r, b differ in sign (the sign of b, as Python's %); y = sat_T(r)."""
+    aw, bw = W(a), W(b)
+    r = aw - P.mul(P.div(aw, bw), bw)
+    if not fmod:
+        r = np.where((r != 0) & ((r ^ bw) < 0), r + bw, r)
+    return _out(r, dtype)
+
+
+CMP_KINDS = ("eq", "lt", "le", "gt", "ge", "and", "or", "xor")
+
+
+@_reg("q.cmp", Group.ELEMENTWISE,
+      lambda ts, a: [TensorType("u8", np.broadcast_shapes(*(t.shape for t in ts)))], (2, 2),
+      {"kind": REQUIRED}, pointwise=True)
+def q_cmp(a: np.ndarray, b: np.ndarray, *, kind: str) -> np.ndarray:
+    """y = (a kind b) ? 1 : 0 (u8) on signed words: eq, lt, le, gt, ge; and / or / xor of
+    (a != 0) and (b != 0). not x = q.cmp(x, 0) {kind: eq}."""
+    aw, bw = W(a), W(b)
+    fn = {"eq": np.equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+          "ge": np.greater_equal}.get(kind)
+    if fn is not None:
+        return fn(aw, bw).astype(np.uint8)
+    la, lb = aw != 0, bw != 0
+    return {"and": la & lb, "or": la | lb, "xor": la ^ lb}[kind].astype(np.uint8)
+
+
 @_reg("q.sqrt", Group.ELEMENTWISE, _as_dtype(_same, attr="dtype"),
       attrs={"x_zp": 0, "shift": 0, "zp": 0, "dtype": REQUIRED}, pointwise=True)
 def q_sqrt(x: np.ndarray, *, x_zp: int, shift: int, zp: int, dtype: str) -> np.ndarray:

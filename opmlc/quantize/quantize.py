@@ -545,8 +545,8 @@ def _mul_act(q: _Q, a: str, b: str, fout: str) -> None:
 @rule("div")
 def _div(q: _Q, n: Node) -> None:
     a, b = n.inputs
-    if not q.is_float(n.outputs[0]):
-        raise QuantizeError(f"div -> {n.outputs[0]}: integer division is not quantized")
+    if not q.is_float(n.outputs[0]):  # integers: truncating division, as ONNX Div
+        return _int_binary(q, n, "q.div")
     cb = _float_const(q, b)
     if cb is not None:
         with np.errstate(divide="ignore"):
@@ -572,6 +572,42 @@ def _div_act(q: _Q, qa_pa: tuple[str, QParams], qb_pb: tuple[str, QParams], b: s
                                    "dtype": "i64"}, fout + ".div")[0]
     y = q.requant(t, pa.scale / pb.scale * 2.0**-k / py.scale, py, fout, in_bits=40)
     q.set(fout, y, py)
+
+
+@rule("mod")
+def _mod(q: _Q, n: Node) -> None:
+    if q.is_float(n.outputs[0]):
+        raise QuantizeError(f"mod -> {n.outputs[0]}: float fmod is not quantized")
+    _int_binary(q, n, "q.mod", fmod=n.attrs["fmod"])
+
+
+_CMP = {"equal": "eq", "less": "lt", "less_or_equal": "le", "greater": "gt",
+        "greater_or_equal": "ge", "and": "and", "or": "or", "xor": "xor"}
+
+
+@rule(*_CMP)
+def _compare(q: _Q, n: Node) -> None:
+    """Comparisons of reals compare their codes in one set of params (the union of both
+    ranges; a passthrough when both already share params); of integers and booleans, the
+    integers. Output: u8 0 / 1."""
+    a, b = n.inputs
+    (qa, pa), (qb, pb) = q.get(a), q.get(b)
+    if pa is not None and pb is not None and pa != pb:
+        lo = min(q.value_range(a)[0], q.value_range(b)[0])
+        hi = max(q.value_range(a)[1], q.value_range(b)[1])
+        p = q.pol.act(lo, hi)
+        qa, qb = q.convert(a, p, n.outputs[0] + ".a"), q.convert(b, p, n.outputs[0] + ".b")
+    elif (pa is None) != (pb is None):
+        raise QuantizeError(f"{n.op} -> {n.outputs[0]}: compares a real with an integer")
+    y = q.emit("q.cmp", [qa, qb], {"kind": _CMP[n.op]}, n.outputs[0])[0]
+    q.set(n.outputs[0], y, None)
+
+
+@rule("not")
+def _not(q: _Q, n: Node) -> None:
+    qx, _ = q.get(n.inputs[0])
+    zero = q.const(n.outputs[0] + ".zero", np.zeros((), np.uint8))
+    q.set(n.outputs[0], q.emit("q.cmp", [qx, zero], {"kind": "eq"}, n.outputs[0])[0], None)
 
 
 @rule("reciprocal")
@@ -824,9 +860,15 @@ def _average_pool(q: _Q, n: Node) -> None:
     q.set(n.outputs[0], q.requant(t, r, py, n.outputs[0], in_bits=in_bits), py)
 
 
-@rule("argmax")
+@rule("argmax", "argmin")
 def _argmax(q: _Q, n: Node) -> None:
+    """argmax of the codes (scale > 0: the same order as the reals); argmin = argmax of the
+    codes negated exactly in i64 (first / last index as asked)."""
     qx, _ = q.get(n.inputs[0])
+    if n.op == "argmin":
+        m1 = q.const(n.outputs[0] + ".m", np.asarray(-1, np.int64))
+        s0 = q.const(n.outputs[0] + ".s", np.asarray(0, np.int64))
+        qx = q.emit("q.requant", [qx, m1, s0], {"dtype": "i64"}, n.outputs[0] + ".neg")[0]
     q.set(n.outputs[0], q.emit("q.argmax", [qx], n.attrs, n.outputs[0])[0], None)
 
 
