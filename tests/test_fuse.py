@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from opmlc.backend.compile import compile_graph
-from opmlc.backend.fuse import fuse_requant
+from opmlc.backend.fuse import fuse_requant, fuse_residual
 from opmlc.ir import Graph, Node, TensorType, parse_graph
 from opmlc.ir.ops import infer_types, run_ref
 from opmlc.quantize.interp import evaluate_int, verify_int
@@ -164,6 +164,53 @@ ACC_OUT = _PRELUDE + """
   %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
   return %z, %acc
 }"""
+
+
+# a residual block: conv_rq -> add(residual) -> clamp, with the residual as the add's a
+RESIDUAL = """graph main(%x: i8[1,3,6,6], %r: i8[1,4,5,3]) {
+  %w: i8[4,3,3,3] = const #c3aef6f53e951b6f
+  %b: i32[4] = const [-7, 1000, 3, -250000]
+  %m: i64[4,1,1] = const [12345, 524288, 77, 999999]
+  %s: i64[4,1,1] = const [8, 12, 19, 15]
+  %acc: i64[1,4,5,3] = q.conv(%x, %w, %b) {dilations=[1, 1], group=1, pads=[1, 0, 0, 1],
+                                           strides=[1, 2], w_zp=0, x_zp=0}
+  %y: i8[1,4,5,3] = q.requant(%acc, %m, %s) {dtype="i8", x_zp=0, zp=2}
+  %z: i8[1,4,5,3] = q.clamp(%y) {hi=100, lo=0}
+  %t: i8[1,4,5,3] = q.add(%r, %z) {a_mult=3000, a_zp=-5, b_mult=-2500, b_zp=2,
+                                   dtype="i8", shift=12, zp=1}
+  %u: i8[1,4,5,3] = q.clamp(%t) {hi=120, lo=-3}
+  return %u
+}"""
+
+RESIDUAL_FUSED = """graph main(%x: i8[1,3,6,6], %r: i8[1,4,5,3]) {
+  %w: i8[4,3,3,3] = const #c3aef6f53e951b6f
+  %b: i32[4] = const [-7, 1000, 3, -250000]
+  %m: i64[4,1,1] = const [12345, 524288, 77, 999999]
+  %s: i64[4,1,1] = const [8, 12, 19, 15]
+  %u: i8[1,4,5,3] = q.conv_rq_add(%x, %w, %b, %m, %s, %r) {acc_zp=0, add_a_mult=3000,
+      add_a_zp=-5, add_b_mult=-2500, add_b_zp=2, add_dtype="i8", add_hi=120, add_lo=-3,
+      add_shift=12, add_zp=1, dilations=[1, 1], dtype="i8", group=1, has_bias=1,
+      has_rq_bias=0, hi=100, lo=0, pads=[1, 0, 0, 1], res_a=1, strides=[1, 2], w_zp=0,
+      x_zp=0, zp=2}
+  return %u
+}"""
+
+
+def test_pass_fuses_residual_add_clamp() -> None:
+    """conv_rq -> add -> clamp becomes one q.conv_rq_add (the composition: the same
+    outputs) on the reference and on every engine."""
+    g = _ir(RESIDUAL)
+    f = fuse_residual(fuse_requant(g))
+    assert f == _ir(RESIDUAL_FUSED)
+    x = {"x": rand("i8", (1, 3, 6, 6)), "r": rand("i8", (1, 4, 5, 3))}
+    ref, got = evaluate_int(g, x), evaluate_int(f, x)
+    np.testing.assert_array_equal(got["u"], ref["u"])
+    art = compile_graph(g)
+    assert [n["op"] for n in art.meta["nodes"]] == ["q.conv_rq_add"]
+    runs = [Program(art).run(x, e, trace=True) for e in ("native", "vm")]
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["u"], ref["u"])
+    assert runs[0].node_roots == runs[1].node_roots and runs[0].state_root == runs[1].state_root
 
 
 def _ir(text: str) -> Graph:

@@ -44,6 +44,31 @@ def _with_requant(g, rng: np.random.Generator, M: int, nd: int,
     return verify_int(g)
 
 
+def _with_residual(g, rng: np.random.Generator, res_a: bool, clamp: bool):
+    """g (ending in a requant or clamp of a conv) followed by q.add with a residual input
+    of the same shape (and a q.clamp): fused to q.conv_rq_add."""
+    y = g.outputs[0]
+    g.nodes = [Node(n.op, n.inputs, tuple("c" if o == y else o for o in n.outputs), n.attrs)
+               for n in g.nodes]
+    g.types["c"] = g.types.pop(y)
+    t = g.types["c"]
+    g.inputs.append("res")
+    g.types["res"] = TensorType(t.dtype, t.shape)
+    aa = canonical_attrs("q.add", {"a_zp": int(rng.integers(-9, 9)), "b_zp": 2,
+                                   "a_mult": int(rng.integers(1, 1 << 12)),
+                                   "b_mult": -int(rng.integers(1, 1 << 12)), "shift": 11,
+                                   "zp": -3, "dtype": t.dtype})
+    ins = ("res", "c") if res_a else ("c", "res")
+    out = "sum" if clamp else y
+    g.types[out] = infer_types("q.add", [g.types[a] for a in ins], aa)[0]
+    g.nodes.append(Node("q.add", ins, (out,), aa))
+    if clamp:
+        ca = canonical_attrs("q.clamp", {"lo": -7, "hi": 100})
+        g.types[y] = infer_types("q.clamp", [g.types["sum"]], ca)[0]
+        g.nodes.append(Node("q.clamp", ("sum",), (y,), ca))
+    return verify_int(g)
+
+
 def run_native(prog_art, x: dict, threads: int, vnni: str) -> object:
     """One native run with a fresh JIT under OPMLC_VNNI=vnni and the given thread count."""
     import os
@@ -88,6 +113,7 @@ def dot_case(draw):
                 w_zp=draw(st.sampled_from([0, 0, wlo, whi, -1])),
                 bias=draw(st.sampled_from([None, "i32", "i64"])),
                 rq=draw(st.sampled_from([None, "i8", "u8", "clamp"])),
+                res=draw(st.sampled_from([None, "a", "b", "a+clamp", "b+clamp"])),
                 extreme=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
 
 
@@ -108,6 +134,10 @@ def _build(c: dict):
     if c["rq"] is not None:
         dt = "i8" if c["rq"] == "clamp" else c["rq"]
         g = _with_requant(g, rng, M, c["nd"], (-20, 90) if c["rq"] == "clamp" else None, dt)
+        if c.get("res"):
+            g = _with_residual(g, rng, c["res"][0] == "a", c["res"].endswith("clamp"))
+            r = g.types["res"]
+            return g, {"x": x, "res": _rand(rng, r.dtype, r.shape)}
     return g, {"x": x}
 
 
@@ -120,6 +150,8 @@ def test_dot_conv_bit_exact(c: dict) -> None:
     ref = evaluate_int(g, x)["y"]
     art = compile_graph(g)
     assert DPBUSD_DECL in art.llvm_ir  # the dot-product kernel, not another one
+    fused = "q.conv_rq_add" if c["rq"] and c.get("res") else "q.conv_rq" if c["rq"] else "q.conv"
+    assert [n["op"] for n in art.meta["nodes"]] == [fused]
     runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (2, "1"), (2, "0"))]
     for r in runs:
         np.testing.assert_array_equal(r.outputs["y"], ref)
@@ -227,6 +259,29 @@ def test_vector_matmul_bit_exact(c: dict) -> None:
     art = compile_graph(g)
     assert "masked.load.v16" in art.llvm_ir  # the strip kernel
     runs = [run_native(art, x, t, "1") for t in (1, 2)]
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], ref)
+        assert r.node_roots == runs[0].node_roots
+    vm = Program(art).run(x, "vm", trace=True)
+    np.testing.assert_array_equal(vm.outputs["y"], ref)
+    assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+
+
+@pytest.mark.parametrize("xd,res_a,clamp", [("i8", False, True), ("i16", True, True),
+                                            ("i32", False, False), ("i64", True, True)])
+def test_conv_rq_add_every_kernel(xd: str, res_a: bool, clamp: bool) -> None:
+    """conv -> requant -> add(residual) [-> clamp] fuses to one q.conv_rq_add node on the
+    dot-product (i8), exact-float (i16, i32) and loop-nest (i64) kernels: ref == native
+    (1 and 3 threads, the fallback) == VM, every root."""
+    c = dict(nd=2, N=2, G=1, Cg=5, Mg=19, kern=[3, 3], s=[1, 1], d=[1, 1],
+             pads=[1, 1, 1, 1], H=[6, 7], xd=xd, wd="i8", x_zp=-3, w_zp=0, bias="i32",
+             rq="clamp", extreme=False, seed=11,
+             res=("a" if res_a else "b") + ("+clamp" if clamp else ""))
+    g, x = _build(c)
+    ref = evaluate_int(g, x)["y"]
+    art = compile_graph(g)
+    assert [n["op"] for n in art.meta["nodes"]] == ["q.conv_rq_add"]
+    runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (3, "1"), (2, "0"))]
     for r in runs:
         np.testing.assert_array_equal(r.outputs["y"], ref)
         assert r.node_roots == runs[0].node_roots

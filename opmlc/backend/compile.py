@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from opmlc import __version__
-from opmlc.backend.fuse import fuse_requant
+from opmlc.backend.fuse import fuse_requant, fuse_residual
 from opmlc.backend.kernel import Kernel
 from opmlc.backend.llvmgen import gen_module
 from opmlc.backend.lower import Ctx, lower_node
@@ -74,7 +74,7 @@ def compile_graph(g: Graph, *, quant_in: dict[str, dict | None] | None = None,
     say = progress or (lambda msg: None)
     options = {**(options or {}), "fuse": bool((options or {}).get("fuse", True))}
     if options["fuse"]:
-        fused = fuse_requant(g)
+        fused = fuse_residual(fuse_requant(g))
         if fused is not g:
             say(f"fused contraction epilogues: {len(g.nodes)} -> {len(fused.nodes)} nodes")
         g = fused

@@ -599,6 +599,20 @@ def gen_conv_float(sp: ConvSpec, fp: FloatPlan, fname: str) -> tuple[str, set[st
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+def _load_res(ir: _Ir, sp: ConvSpec, elem: str, mask: str, n: int) -> str:
+    """The residual of a q.conv_rq_add at element ``elem`` of y (n lanes, ``mask``: the
+    valid columns; the others are not read), widened to <n x i64>."""
+    rsz, rsig = DTYPE_INFO[sp.res_dtype]
+    rty = f"i{8 * rsz}"
+    ir.decls.add(f"declare <{n} x {rty}> @llvm.masked.load.v{n}{rty}.p0(ptr, i32 immarg, "
+                 f"<{n} x i1>, <{n} x {rty}>)")
+    ro = ir.v(f"add i64 {ir.v(f'mul i64 {elem}, {rsz}')}, {sp.res_addr}")
+    rv = ir.v(f"call <{n} x {rty}> @llvm.masked.load.v{n}{rty}.p0(ptr "
+              f"{ir.v(f'getelementptr i8, ptr %base, i64 {ro}')}, i32 {rsz}, <{n} x i1> "
+              f"{mask}, <{n} x {rty}> zeroinitializer)")
+    return rv if rsz == 8 else ir.v(f"{_ext(rsig)} <{n} x {rty}> {rv} to <{n} x i64>")
+
+
 def _conv_epilogue(ir: _Ir, sp: ConvSpec, mr: int, r: str, m0g: str, nM: str, j0: str,
                    j1: str, accb: str, nr: int, npb: int, P: int) -> None:
     """A fused conv's final write: y[m, c] = epilogue(acc[m, c]) for the tile's rows and
@@ -623,13 +637,19 @@ def _conv_epilogue(ir: _Ir, sp: ConvSpec, mr: int, r: str, m0g: str, nM: str, j0
     q64 = ir.v(f"mul i64 {q}, 64")
     ap = ir.v(f"getelementptr i8, ptr {accb}, i64 {ir.v(f'add i64 {arow}, {q64}')}")
     acc = ir.v(f"load <8 x i64>, ptr {ap}, align 64")
-    val = VecExpr(ir, 8, {"acc": acc}, [m]).val(sp.epilogue)
+    vecs = {"acc": acc}
+    cq = ir.v(f"add i64 {c0}, {ir.v(f'mul i64 {q}, 8')}")
+    if sp.res_addr is not None:
+        lanes = ir.v(f"add <8 x i64> {ir.splat('i64', 8, cq)}, {_vconst(8, list(range(8)))}")
+        rmask = ir.v(f"icmp slt <8 x i64> {lanes}, {_vconst(8, P)}")
+        vecs["res"] = _load_res(ir, sp, ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P}')}, {cq}"),
+                                rmask, 8)
+    val = VecExpr(ir, 8, vecs, [m]).val(sp.epilogue)
     if osz < 8:
         val = ir.v(f"trunc <8 x i64> {val} to <8 x {oty}>")
     # a whole chunk is one plain vector store; the last, partial chunk of a row is
     # copied lane by lane (a truncating llvm.masked.store here was compiled, for
     # AVX-512, into a store of a masked-off lane: tests/test_fuse.py)
-    cq = ir.v(f"add i64 {c0}, {ir.v(f'mul i64 {q}, 8')}")
     yo = ir.v(f"add i64 {yrow}, {ir.v(f'mul i64 {cq}, {osz}')}")
     yp = ir.v(f"getelementptr i8, ptr %base, i64 {yo}")
     whole, part, done = ir.label("ew"), ir.label("ep"), ir.label("ed")
@@ -876,7 +896,12 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
             a = ir.v(f"sub <16 x i64> {a}, {cs}")
         val = a
         if sp.epilogue is not None:
-            val = VecExpr(ir, 16, {"acc": a}, [m]).val(sp.epilogue)
+            vecs = {"acc": a}
+            if sp.res_addr is not None:
+                row = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+                ro = ir.v(f"add i64 {row}, {p0}")
+                vecs["res"] = _load_res(ir, sp, ro, colmask, 16)
+            val = VecExpr(ir, 16, vecs, [m]).val(sp.epilogue)
         if osz < 8:
             val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
         yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")

@@ -32,6 +32,7 @@ from opmlc_runtime.dtypes import int_range
 
 FUSED = {"q.conv": "q.conv_rq", "q.matmul": "q.matmul_rq"}
 
+
 def _users(g: Graph) -> Counter:
     c: Counter = Counter()
     for n in g.nodes:
@@ -99,10 +100,78 @@ def fuse_requant(g: Graph) -> Graph:
     return verify_int(ng)
 
 
+_ADD_KEYS = ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "zp", "dtype")
+
+
+def fuse_residual(g: Graph) -> Graph:
+    """``g`` with every
+
+        c = q.conv_rq(x, w[, bias], mult, shift[, rq_bias]) {..}
+        s = q.add(c, r) {a_zp, ..}        (or q.add(r, c))
+        z = q.clamp(s) {lo, hi}           (optional)
+
+    where ``c``'s only user is the add, ``r`` has the add's shape (no broadcast) and is not
+    ``c``, c's clamp range lies in its dtype (the value the add reads from memory is the
+    value computed), ``s``'s only user is the clamp, and neither c nor a fused-away s is a
+    graph output, rewritten into one ``z = q.conv_rq_add(x, w[, bias], mult, shift[,
+    rq_bias], r) {.., res_a, add_*}`` standing at the add's place (all its inputs are
+    defined by then). Exactly the composition (intops.q_conv_rq_add); verified."""
+    users = _users(g)
+    consumer: dict[str, int] = {}
+    for k, n in enumerate(g.nodes):
+        for i in n.inputs:
+            consumer[i] = k
+    out: list[Node | None] = list(g.nodes)
+    fused_any = False
+    for k, n in enumerate(g.nodes):
+        if n.op != "q.conv_rq":
+            continue
+        c = n.outputs[0]
+        if users[c] != 1 or c not in consumer:
+            continue
+        ak = consumer[c]
+        ad = g.nodes[ak]
+        if ad.op != "q.add" or list(ad.inputs).count(c) != 1 or out[ak] is not ad:
+            continue
+        r = ad.inputs[1] if ad.inputs[0] == c else ad.inputs[0]
+        shape = g.types[ad.outputs[0]].shape
+        if g.types[r].shape != shape or g.types[c].shape != shape:
+            continue
+        na = canonical_attrs(n.op, n.attrs)
+        lo, hi = int_range(na["dtype"])
+        if not lo <= na["lo"] <= na["hi"] <= hi:
+            continue
+        aa = canonical_attrs("q.add", ad.attrs)
+        alo, ahi = int_range(aa["dtype"])
+        last, ck = ad, None
+        s = ad.outputs[0]
+        if users[s] == 1 and s in consumer and g.nodes[consumer[s]].op == "q.clamp":
+            ck = consumer[s]
+            ca = canonical_attrs("q.clamp", g.nodes[ck].attrs)
+            alo, ahi = int(ca["lo"]), int(ca["hi"])
+            last = g.nodes[ck]
+        attrs = {**na, "res_a": int(ad.inputs[0] == r),
+                 **{f"add_{key}": aa[key] for key in _ADD_KEYS}, "add_lo": alo, "add_hi": ahi}
+        out[ak] = Node("q.conv_rq_add", tuple(n.inputs) + (r,), tuple(last.outputs), attrs)
+        out[k] = None
+        if ck is not None:
+            out[ck] = None
+        fused_any = True
+    if not fused_any:
+        return g
+    nodes = [nd for nd in out if nd is not None]
+    live = {v for nd in nodes for v in (*nd.inputs, *nd.outputs)} | set(g.inputs) | set(
+        g.outputs)
+    ng = Graph(inputs=list(g.inputs), outputs=list(g.outputs), nodes=nodes,
+               types={v: t for v, t in g.types.items() if v in live},
+               consts={c: a for c, a in g.consts.items() if c in live}, name=g.name)
+    return verify_int(ng)
+
+
 def fusion_stats(before: Graph, after: Graph) -> dict[str, int]:
     """Node counts by op that changed (for progress messages)."""
     a, b = Counter(n.op for n in before.nodes), Counter(n.op for n in after.nodes)
     return {op: b[op] - a[op] for op in sorted(set(a) | set(b)) if a[op] != b[op]}
 
 
-__all__ = ["FUSED", "fuse_requant", "fusion_stats"]
+__all__ = ["FUSED", "fuse_requant", "fuse_residual", "fusion_stats"]

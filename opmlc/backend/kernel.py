@@ -149,6 +149,8 @@ class ConvSpec:
     bias_dtype: str | None = None
     epilogue: Expr | None = None   # requant + clamp of Var("acc"); Idx(0) is m
     w_rowsum: tuple[int, ...] | None = None  # sum_{c, j} w[m, c, j] per m; None: unknown
+    res_addr: int | None = None    # q.conv_rq_add: the residual r, y's shape, of res_dtype;
+    res_dtype: str | None = None   # the epilogue reads r[n, m, o] as Var("res")
 
     @property
     def reduction(self) -> int:

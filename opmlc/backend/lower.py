@@ -684,8 +684,8 @@ def _qargmax(node: Node, ctx: Ctx) -> Kernel:
     return Kernel("", body, parallel=True)
 
 
-__all__ = ["Ctx", "LOWER", "LoweringError", "elementwise", "index_map", "lower_node",
-           "lowering", "nest", "rq_epilogue"]
+__all__ = ["Ctx", "LOWER", "LoweringError", "add_epilogue", "elementwise", "index_map",
+           "lower_node", "lowering", "nest", "rq_epilogue"]
 
 
 # ---------------------------------------------------------------- windows (conv, pools)
@@ -749,7 +749,26 @@ def _qconv_rq(node: Node, ctx: Ctx) -> Kernel:
     return _conv(node, ctx, cin, rq)
 
 
-def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
+@lowering("q.conv_rq_add")
+def _qconv_rq_add(node: Node, ctx: Ctx) -> Kernel:
+    """q.conv_rq's loop nest whose epilogue then adds the residual (q.add's formula) and
+    clamps (q.clamp's), before the one store; the native description carries it too."""
+    cin, rq = split_rq_inputs(list(node.inputs[:-1]), node.attrs)
+    return _conv(node, ctx, cin, rq, node.inputs[-1])
+
+
+def add_epilogue(v: Expr, r: Expr, a: dict) -> Expr:
+    """q.add then q.clamp of a fused residual block (the q.add and q.clamp lowerings'
+    scalar ops): v is the conv_rq value, r the residual; ``res_a``: r is the add's a."""
+    x0, x1 = (r, v) if a["res_a"] else (v, r)
+    t = add(mul(sub(x0, a["add_a_zp"]), a["add_a_mult"]),
+            mul(sub(x1, a["add_b_zp"]), a["add_b_mult"]))
+    y = saturate(add(op("srar", t, a["add_shift"]), a["add_zp"]), a["add_dtype"])
+    return smin(smax(y, a["add_lo"]), a["add_hi"])
+
+
+def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None,
+          res: str | None = None) -> Kernel:
     x, w = cin[0], cin[1]
     bias = cin[2] if len(cin) > 2 else None
     y = node.outputs[0]
@@ -797,6 +816,15 @@ def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
         val = rq_epilogue(Var("acc"), vm_params, a)
         if all(p is not None for p in row_params):  # level 0 = the output channel m
             row_epi = rq_epilogue(Var("acc"), row_params, a)
+        if res is not None:  # the residual at y's index; natively the lanes' Var("res")
+            rt = ctx.t(res)
+            rsz = _itemsize(rt.dtype)
+            rs = _strides(rt.shape, rsz)
+            r_addr = Addr(ctx.addr(res), ((0, rs[0]), (1, Mg * rs[1]), (2, rs[1]))
+                          + tuple((o_lv[i], rs[2 + i]) for i in range(nd)))
+            val = add_epilogue(val, Load(rt.dtype, r_addr), a)
+            if row_epi is not None:
+                row_epi = add_epilogue(row_epi, Var("res"), a)
     body = nest([xt.shape[0], G, Mg] + osh, [Let("acc", init), *inner,
                                              Store(yt.dtype, y_addr, val)])
     k = Kernel("", body, parallel=True)
@@ -811,7 +839,9 @@ def _conv(node: Node, ctx: Ctx, cin: list[str], rq: list[str] | None) -> Kernel:
             w_absmax=_absmax(ctx.const(w), a["w_zp"]), y_addr=ctx.addr(y), y_dtype=yt.dtype,
             bias_addr=ctx.addr(bias) if bias is not None else None,
             bias_dtype=ctx.t(bias).dtype if bias is not None else None, epilogue=row_epi,
-            w_rowsum=_rowsum(ctx.const(w)))
+            w_rowsum=_rowsum(ctx.const(w)),
+            res_addr=ctx.addr(res) if res is not None else None,
+            res_dtype=ctx.t(res).dtype if res is not None else None)
     return k
 
 

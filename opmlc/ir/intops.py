@@ -471,6 +471,31 @@ def q_matmul_rq(*ins: np.ndarray, **a: Any) -> np.ndarray:
     return _rq_epilogue(acc, rq, a)
 
 
+# q.conv_rq whose output's only user is a same-shape q.add (and that add's only user may
+# be a q.clamp): the residual block of a ResNet, one node (opmlc/backend/fuse.py).
+_ADD_RES_ATTRS = {"res_a": 0, "add_a_zp": 0, "add_b_zp": 0, "add_a_mult": 1, "add_b_mult": 1,
+                  "add_shift": 0, "add_zp": 0, "add_dtype": REQUIRED, "add_lo": REQUIRED,
+                  "add_hi": REQUIRED}
+
+
+def _conv_rq_add_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(a["add_dtype"], _rq_infer("q.conv")(ts[:-1], a)[0].shape)]
+
+
+@_reg("q.conv_rq_add", Group.CONTRACTION, _conv_rq_add_infer, (5, 7),
+      {**_CONV_ATTRS, **_RQ_ATTRS, **_ADD_RES_ATTRS})
+def q_conv_rq_add(*ins: np.ndarray, **a: Any) -> np.ndarray:
+    """c = q.conv_rq(x, w[, bias], mult, shift[, rq_bias]) {conv and rq attrs};
+    y = q.clamp(q.add(c, r) {add_*}) {add_lo, add_hi}, or q.add(r, c) when res_a
+    (inputs: q.conv_rq's, then the residual r, of y's shape)."""
+    c = q_conv_rq(*ins[:-1], **{k: a[k] for k in (*_CONV_ATTRS, *_RQ_ATTRS)})
+    x0, x1 = (ins[-1], c) if a["res_a"] else (c, ins[-1])
+    s = q_add(x0, x1, a_zp=a["add_a_zp"], b_zp=a["add_b_zp"], a_mult=a["add_a_mult"],
+              b_mult=a["add_b_mult"], shift=a["add_shift"], zp=a["add_zp"],
+              dtype=a["add_dtype"])
+    return q_clamp(s, lo=a["add_lo"], hi=a["add_hi"])
+
+
 MOVEMENT_OK = frozenset(
     n for n, d in OPS.items() if d.group is Group.MOVEMENT and not n.startswith("q."))
 
