@@ -11,6 +11,8 @@ Models (see models/README.md for inputs/outputs, op types and accuracy):
   digits_cnn           small torch CNN on the 8x8 digits images
   gpt2_tiny            GPT-2-style decoder (torch), vocab 64, d 32, 2 layers, 2 heads, ctx 8
   llama_tiny           LLaMA-style decoder (torch), vocab 64, d 32, 2 layers, 4 heads, ctx 8
+  charlm               char-level GPT (torch) trained on Python's LICENSE.txt and stdlib
+                       docstrings: d 96, 3 layers, 4 heads, ctx 32 (+ charlm_heldout.npz)
 
 How to run
 ----------
@@ -77,8 +79,8 @@ ONNX_OPSET_TORCH = 17  # >= 17 so nn.LayerNorm exports as LayerNormalization
 SEED = 0
 N_TRAIN = 1500
 
-MODELS = ["digits_mlp_sklearn", "digits_cnn", "gpt2_tiny", "llama_tiny"]
-TORCH_MODELS = {"digits_cnn", "gpt2_tiny", "llama_tiny"}
+MODELS = ["digits_mlp_sklearn", "digits_cnn", "gpt2_tiny", "llama_tiny", "charlm"]
+TORCH_MODELS = {"digits_cnn", "gpt2_tiny", "llama_tiny", "charlm"}
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -576,11 +578,140 @@ def make_llama_tiny(out: Path, versions: dict, manifest: dict) -> None:
     })
 
 
+# ---------------------------------------------------------------------------
+# 5. a small character-level GPT trained on text that ships with Python
+# ---------------------------------------------------------------------------
+CHARLM_CTX = 32
+CHARLM_SOURCES = [  # stdlib files whose docstrings (with LICENSE.txt) make the corpus
+    "argparse.py", "collections/__init__.py", "functools.py", "inspect.py", "json/__init__.py",
+    "logging/__init__.py", "os.py", "pathlib.py", "subprocess.py", "threading.py", "typing.py",
+    "unittest/case.py", "textwrap.py", "string.py", "random.py", "statistics.py", "shutil.py",
+    "tarfile.py", "zipfile.py", "tempfile.py", "enum.py", "dataclasses.py", "contextlib.py",
+    "heapq.py", "bisect.py", "difflib.py", "fractions.py", "decimal.py", "_pydecimal.py",
+    "calendar.py", "configparser.py", "csv.py", "pprint.py", "queue.py", "sched.py",
+]
+
+
+def charlm_corpus() -> str:
+    """Python's LICENSE.txt, then every docstring of CHARLM_SOURCES in file order (ast),
+    each paragraph-joined; characters outside printable ASCII and newline become '?'."""
+    import ast
+
+    lib = Path(sys.base_prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    parts = [(lib / "LICENSE.txt").read_text(encoding="utf-8")]
+    for rel in CHARLM_SOURCES:
+        tree = ast.parse((lib / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 40:
+                    parts.append(doc.strip() + "\n")
+    text = "\n".join(parts)
+    return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)
+
+
+def make_charlm(out: Path, versions: dict, manifest: dict) -> None:
+    """nanoGPT-style char-level GPT: vocab = the corpus's characters, d 96, 3 layers, 4 heads,
+    context 32, causal mask by masked_fill(-inf) (the usual idiom); trained on the first 90%
+    of the corpus, the last 10% held out (windows in charlm_heldout.npz)."""
+    torch = torch_setup()
+    from torch import nn
+
+    text = charlm_corpus()
+    vocab = sorted(set(text))
+    V, T, D, L, H = len(vocab), CHARLM_CTX, 96, 3, 4
+    stoi = {c: i for i, c in enumerate(vocab)}
+    data = np.array([stoi[c] for c in text], np.int64)
+    split = int(len(data) * 0.9)
+    train, held = data[:split], data[split:]
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
+            self.qkv, self.proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
+            self.fc, self.out = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+            self.register_buffer("tril", torch.tril(torch.ones(T, T)).view(1, 1, T, T))
+
+        def forward(self, x):
+            B, t, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
+            q, k, v = (z.view(B, t, H, D // H).transpose(1, 2) for z in (q, k, v))
+            att = (q @ k.transpose(-2, -1)) * (1.0 / (D // H) ** 0.5)
+            att = att.masked_fill(self.tril[:, :, :t, :t] == 0, float("-inf"))
+            y = torch.softmax(att, dim=-1) @ v
+            x = x + self.proj(y.transpose(1, 2).contiguous().view(B, t, D))
+            return x + self.out(nn.functional.gelu(self.fc(self.ln2(x))))
+
+    class CharGPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(V, D), nn.Embedding(T, D)
+            self.blocks = nn.ModuleList(Block() for _ in range(L))
+            self.ln_f, self.head = nn.LayerNorm(D), nn.Linear(D, V, bias=False)
+
+        def forward(self, idx):  # idx: int64 [B, T]
+            t = idx.shape[1]
+            x = self.wte(idx) + self.wpe(torch.arange(t))
+            for b in self.blocks:
+                x = b(x)
+            return self.head(self.ln_f(x))
+
+    torch.manual_seed(SEED)
+    model = CharGPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    g = np.random.default_rng(SEED)
+    steps, batch = 2500, 32
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    tr = torch.from_numpy(train)
+    for step in range(steps):
+        ix = torch.from_numpy(g.integers(0, len(train) - T - 1, batch))
+        xb = torch.stack([tr[i:i + T] for i in ix])
+        yb = torch.stack([tr[i + 1:i + T + 1] for i in ix])
+        loss = nn.functional.cross_entropy(model(xb).reshape(-1, V), yb.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 500 == 0:
+            print(f"   charlm step {step}: loss {loss.item():.3f}")
+    model.eval()
+    n_win = (len(held) - 1) // T
+    X = np.stack([held[i * T:(i + 1) * T] for i in range(n_win)])
+    Y = np.stack([held[i * T + 1:(i + 1) * T + 1] for i in range(n_win)])
+    cal = np.stack([train[i:i + T] for i in g.integers(0, len(train) - T, 64)])
+    with torch.no_grad():
+        pred = model(torch.from_numpy(X)).argmax(-1).numpy()
+        hl = nn.functional.cross_entropy(model(torch.from_numpy(X)).reshape(-1, V),
+                                         torch.from_numpy(Y).reshape(-1)).item()
+    acc = float((pred == Y).mean())
+    np.savez(out / "charlm_heldout.npz", X=X.astype(np.uint8), Y=Y.astype(np.uint8),
+             calib=cal.astype(np.uint8), vocab=np.array(["".join(vocab)]))
+    path = out / "charlm.onnx"
+    torch_export(model, (torch.zeros(1, T, dtype=torch.long),), path, ["input_ids"], ["logits"])
+    sess = ort_session(path)
+    with torch.no_grad():
+        want = model(torch.from_numpy(X[:8])).numpy()
+    got = np.concatenate([sess.run(None, {"input_ids": X[i:i + 1]})[0] for i in range(8)])
+    finish("charlm", path, {
+        "corpus": "LICENSE.txt + docstrings of CHARLM_SOURCES (Python "
+                  f"{sys.version_info[0]}.{sys.version_info[1]}), {len(text)} chars",
+        "vocab": V, "context": T, "d_model": D, "layers": L, "heads": H,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "train_steps": steps, "final_train_loss": round(loss.item(), 4),
+        "heldout_positions": int(Y.size), "heldout_loss": round(hl, 4),
+        "heldout_next_char_accuracy": round(acc, 4),
+        "max_abs_logit_diff_torch_vs_onnxruntime": float(np.abs(want - got).max()),
+    }, versions, manifest)
+
+
 BUILDERS = {
     "digits_mlp_sklearn": make_digits_mlp_sklearn,
     "digits_cnn": make_digits_cnn,
     "gpt2_tiny": make_gpt2_tiny,
     "llama_tiny": make_llama_tiny,
+    "charlm": make_charlm,
 }
 
 
