@@ -290,6 +290,25 @@ def RMSNormalization_23(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | 
                      epsilon=n.attrs.get("epsilon", 1e-5))]
 
 
+@handles("InstanceNormalization", 6)
+def InstanceNormalization_6(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = (x - mean) / sqrt(var + eps) * scale[c] + B[c], mean / var over the spatial axes
+    of each (n, c): layer_norm over axes 2.. (unit gamma, zero beta), then the per-channel
+    scale and bias broadcast as [C, 1, ...]."""
+    x, scale, bias = ins[0], ins[1], ins[2]
+    shape = ctx.shape(x)
+    if len(shape) < 3:
+        raise ctx.unsupported("InstanceNormalization needs an input of rank >= 3")
+    dt = ctx.type(x).np_dtype
+    sp = tuple(shape[2:])
+    y = ctx.emit("layer_norm", [x, Const(np.ones(sp, dt), ctx.base + ".one"),
+                                Const(np.zeros(sp, dt), ctx.base + ".zero")],
+                 axis=2, epsilon=n.attrs.get("epsilon", 1e-5))
+    ch = (shape[1],) + (1,) * len(sp)
+    y = ctx.emit("mul", [y, ctx.reshape(scale, ch)])
+    return [ctx.emit("add", [y, ctx.reshape(bias, ch)])]
+
+
 # ------------------------------------------------------------------ contraction
 
 
