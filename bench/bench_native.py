@@ -13,7 +13,8 @@ which also calibrates both quantizers; the timed input is the first sample):
   root) and ``trace=True`` (S0 and every node root);
 
 each at 1 and 2 threads (``intra_op_num_threads`` / ``native.set_threads``), the median
-of --repeat runs (>= 11) after two warm-up runs; then the compile and JIT times (cold,
+of --repeat runs (>= 11) after two warm-up runs, the configurations interleaved round-robin
+(a shared machine's load falls on all alike); then the compile and JIT times (cold,
 cached). Then, for ResNet-50-light under int8, a per-op profile with the achieved GMAC/s
 per core of the contractions against the VNNI peak measured on this host (a loop of
 independent vpdpbusd, 64 MACs each).
@@ -55,17 +56,6 @@ def load_model(name: str) -> onnx.ModelProto:
     if isinstance(src, Path):
         return onnx.load(str(src))
     return randomize_light(LIGHT / f"{src}.onnx")
-
-
-def median_ms(fn, n: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * statistics.median(ts)
 
 
 def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -201,21 +191,26 @@ def vnni_peak_gmacs() -> float | None:
 
 def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
                 ncalib: int) -> tuple[dict, dict]:
+    """Times of every configuration of one model. The runs are interleaved round-robin
+    (one run of each configuration per round, ``repeat`` rounds after two warm-up rounds)
+    so that a shared machine's changing load falls on all of them alike."""
     model = load_model(name)
     calib = samples(model, ncalib)
     x = {k: v[0] for k, v in calib.items()}
     r: dict = {}
+    ort_runs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for th in threads:
-            s = ort_session(model, th)
-            r[("ort f32", th)] = median_ms(lambda s=s: s.run(None, x), repeat)
         try:
             q = ort_int8(model, calib, Path(tmp))
-            for th in threads:
-                s = ort_session(q, th)
-                r[("ort int8", th)] = median_ms(lambda s=s: s.run(None, x), repeat)
         except Exception as e:  # noqa: BLE001 - report and go on
             print(f"  {name}: onnxruntime int8 failed: {type(e).__name__}: {e}")
+            q = None
+        for th in threads:
+            s = ort_session(model, th)
+            ort_runs[("ort f32", th)] = lambda s=s: s.run(None, x)
+            if q is not None:
+                s8 = ort_session(q, th)
+                ort_runs[("ort int8", th)] = lambda s=s8: s.run(None, x)
     kept = {}
     for scheme in schemes:
         t = time.perf_counter()
@@ -237,14 +232,25 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
         r[(scheme, "jit cached")] = time.perf_counter() - t
         xi = m.encode_inputs(x, saturate=True)
         prog.run(xi, "native", trace=True)  # the first root builds the image's tree
-        for th in threads:
-            native.set_threads(th)
+        kept[scheme] = (m, xi)
+    for th in threads:
+        native.set_threads(th)
+        runs = {k: f for k, f in ort_runs.items() if k[1] == th}
+        for scheme, (m, xi) in kept.items():
             for label, kw in (("", {}), (" +root", {"commit": True}),
                               (" +trace", {"trace": True})):
-                r[(scheme + label, th)] = median_ms(
-                    lambda p=prog, xi=xi, kw=kw: p.run(xi, "native", **kw), repeat)
-        native.set_threads(None)
-        kept[scheme] = (m, xi)
+                runs[(scheme + label, th)] = (
+                    lambda p=m.program, xi=xi, kw=kw: p.run(xi, "native", **kw))
+        times: dict = {k: [] for k in runs}
+        for rnd in range(repeat + 2):
+            for k, f in runs.items():
+                t = time.perf_counter()
+                f()
+                if rnd >= 2:  # two warm-up rounds
+                    times[k].append(time.perf_counter() - t)
+        for k, ts in times.items():
+            r[k] = 1000 * statistics.median(ts)
+    native.set_threads(None)
     return r, kept
 
 
@@ -295,7 +301,7 @@ def main() -> None:
     cols = [("ort f32", "ort f32"), ("ort int8", "ort int8")]
     for s in schemes:
         cols += [(s, s), (s + " +root", "+root"), (s + " +trace", "+trace")]
-    print(f"median of {args.repeat} runs after 2 warm-ups, ms; load: "
+    print(f"median of {args.repeat} interleaved runs after 2 warm-ups, ms; load: "
           f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} CPUs; "
           f"VNNI: {native.vnni()}")
     head = f"{'model':<18} {'thr':>3} | " + " ".join(f"{c[1]:>9}" for c in cols)
