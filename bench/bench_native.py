@@ -248,6 +248,9 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
                 f()
                 if rnd >= 2:  # two warm-up rounds
                     times[k].append(time.perf_counter() - t)
+                # onnxruntime's pool threads spin a while after a run: let them stop
+                # before the next configuration's run
+                time.sleep(0.05)
         for k, ts in times.items():
             r[k] = 1000 * statistics.median(ts)
     native.set_threads(None)
