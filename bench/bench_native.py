@@ -13,9 +13,8 @@ which also calibrates both quantizers; the timed input is the first sample):
   root) and ``trace=True`` (S0 and every node root);
 
 each at 1 and 2 threads (``intra_op_num_threads`` / ``native.set_threads``), the median
-of --repeat runs (>= 11) after two warm-up runs, the configurations interleaved round-robin
-(a shared machine's load falls on all alike); then the compile and JIT times (cold,
-cached). Then, for ResNet-50-light under int8, a per-op profile with the achieved GMAC/s
+of --repeat runs (>= 11) back to back after two warm-up runs; then the compile and JIT
+times (cold, cached). Then, for ResNet-50-light under int8, a per-op profile with the achieved GMAC/s
 per core of the contractions against the VNNI peak measured on this host (a loop of
 independent vpdpbusd, 64 MACs each).
 """
@@ -191,9 +190,10 @@ def vnni_peak_gmacs() -> float | None:
 
 def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
                 ncalib: int) -> tuple[dict, dict]:
-    """Times of every configuration of one model. The runs are interleaved round-robin
-    (one run of each configuration per round, ``repeat`` rounds after two warm-up rounds)
-    so that a shared machine's changing load falls on all of them alike."""
+    """Times of every configuration of one model: two warm-up runs, then ``repeat`` runs
+    back to back (each engine in its steady state), a pause between configurations.
+    (Interleaving the configurations run by run was tried: it slowed onnxruntime's float32
+    run by up to 1.8x, cold caches and clocks after each switch, so it is not used.)"""
     model = load_model(name)
     calib = samples(model, ncalib)
     x = {k: v[0] for k, v in calib.items()}
@@ -242,15 +242,13 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
                 runs[(scheme + label, th)] = (
                     lambda p=m.program, xi=xi, kw=kw: p.run(xi, "native", **kw))
         times: dict = {k: [] for k in runs}
-        for rnd in range(repeat + 2):
-            for k, f in runs.items():
+        for k, f in runs.items():
+            time.sleep(0.2)  # onnxruntime's pool threads spin a while after its runs
+            for rnd in range(repeat + 2):
                 t = time.perf_counter()
                 f()
-                if rnd >= 2:  # two warm-up rounds
+                if rnd >= 2:  # two warm-up runs
                     times[k].append(time.perf_counter() - t)
-                # onnxruntime's pool threads spin a while after a run: let them stop
-                # before the next configuration's run
-                time.sleep(0.05)
         for k, ts in times.items():
             r[k] = 1000 * statistics.median(ts)
     native.set_threads(None)
@@ -304,7 +302,7 @@ def main() -> None:
     cols = [("ort f32", "ort f32"), ("ort int8", "ort int8")]
     for s in schemes:
         cols += [(s, s), (s + " +root", "+root"), (s + " +trace", "+trace")]
-    print(f"median of {args.repeat} interleaved runs after 2 warm-ups, ms; load: "
+    print(f"median of {args.repeat} runs after 2 warm-ups, ms; load: "
           f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} CPUs; "
           f"VNNI: {native.vnni()}")
     head = f"{'model':<18} {'thr':>3} | " + " ".join(f"{c[1]:>9}" for c in cols)
