@@ -14,9 +14,9 @@ which also calibrates both quantizers; the timed input is the first sample):
 
 each at 1 and 2 threads (``intra_op_num_threads`` / ``native.set_threads``), the median
 of --repeat runs (>= 11) back to back after two warm-up runs; then the compile and JIT
-times (cold, cached). Then, for ResNet-50-light under int8, a per-op profile with the achieved GMAC/s
-per core of the contractions against the VNNI peak measured on this host (a loop of
-independent vpdpbusd, 64 MACs each).
+times (cold, cached). Then, for ResNet-50-light under int8, a per-op profile with the
+achieved GMAC/s per core of the contractions against the VNNI peak measured on this host
+(a loop of independent vpdpbusd, 64 MACs each).
 """
 
 from __future__ import annotations
