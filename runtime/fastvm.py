@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -461,7 +460,7 @@ class Segment:
     def __init__(self, words: dict[int, bytes], leaders: set[int]) -> None:
         import llvmlite.binding as llvm
 
-        from opmlc_runtime.native import _init, cache_dir
+        from opmlc_runtime.native import _init, object_cache
 
         _init()
         self.words, self.leaders = words, frozenset(leaders)
@@ -471,12 +470,7 @@ class Segment:
         target = llvm.Target.from_default_triple()
         cpu, feats = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
         self._tm = target.create_target_machine(cpu=cpu, features=feats, opt=OPT)
-        key = hashlib.sha256("\0".join([
-            ir, cpu, feats, str(OPT), ".".join(map(str, llvm.llvm_version_info)),
-            target.triple]).encode()).hexdigest()
-        d = cache_dir()
-        path = d / f"fastvm-{key}.o" if d is not None else None
-        cached = path.read_bytes() if path is not None and path.is_file() else None
+        cached, save = object_cache(ir, cpu, feats, OPT, target.triple, prefix="fastvm-")
         self.cache_hit = cached is not None
         mod = llvm.parse_assembly(ir)
         mod.verify()
@@ -485,18 +479,6 @@ class Segment:
                 self._tm, llvm.create_pipeline_tuning_options(speed_level=OPT))
             pb.getModulePassManager().run(mod, pb)
         self._engine = llvm.create_mcjit_compiler(mod, self._tm)
-
-        def save(_mod, buf: bytes) -> None:
-            if path is None or cached is not None:
-                return
-            try:  # best effort, as in native.py
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(buf)
-                os.replace(tmp, path)
-            except OSError:
-                pass
-
         self._engine.set_object_cache(save, lambda _mod: cached)
         self._engine.finalize_object()
         self.fn = _Fn(self._engine.get_function_address("seg"))

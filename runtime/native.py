@@ -233,7 +233,7 @@ def cache_dir() -> Path | None:
     return Path(base) / "opmlc" / "jit"
 
 
-def object_cache(text: str, cpu: str, feats: str, opt: int, triple: str):
+def object_cache(text: str, cpu: str, feats: str, opt: int, triple: str, prefix: str = ""):
     """(cached object bytes or None, save callback) for MCJIT's object cache, keyed by the
     sha256 of the IR text, the host CPU name and features, the optimisation level, the
     LLVM version and the triple; writes are atomic and best effort."""
@@ -243,7 +243,7 @@ def object_cache(text: str, cpu: str, feats: str, opt: int, triple: str):
         text, cpu, feats, str(opt), ".".join(map(str, llvm.llvm_version_info)),
         triple]).encode()).hexdigest()
     d = cache_dir()
-    path = d / f"{key}.o" if d is not None else None
+    path = d / f"{prefix}{key}.o" if d is not None else None
     try:
         cached = path.read_bytes() if path is not None and path.is_file() else None
     except OSError:
