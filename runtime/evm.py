@@ -73,15 +73,19 @@ class Gas:
 
 class Revert(Exception):  # noqa: N818 - named after the EVM outcome
     """The call reverted. ``data`` is the revert data; ``error`` the decoded custom error
-    signature (e.g. ``"MerkleMismatch(uint256)"``) or None; ``args`` its 32-byte words."""
+    signature (e.g. ``"MerkleMismatch(uint256)"``) or None; ``args`` its 32-byte words.
+    ``errors`` maps selectors to signatures (default: the verifier's); ``what`` names the
+    call in the message."""
 
-    def __init__(self, data: bytes, gas: Gas | None = None) -> None:
+    def __init__(self, data: bytes, gas: Gas | None = None,
+                 errors: dict[bytes, str] | None = None, what: str = "") -> None:
         self.data = data
         self.gas = gas
-        self.error = _ERROR_BY_SELECTOR.get(data[:4])
+        self.error = (_ERROR_BY_SELECTOR if errors is None else errors).get(data[:4])
         self.words = [int.from_bytes(data[k:k + 32], "big") for k in range(4, len(data), 32)]
         shown = self.error or ("0x" + data.hex() if data else "no data")
-        super().__init__(f"reverted: {shown} {self.words if self.error else ''}".rstrip())
+        text = f"{what} reverted" if what else "reverted"
+        super().__init__(f"{text}: {shown} {self.words if self.error else ''}".rstrip())
 
     @property
     def name(self) -> str | None:

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from opmlc_runtime.evm import Revert
 from opmlc_runtime.keccak import keccak256
 
 __all__ = ["DISPUTE_FIELDS", "Game", "Receipt", "Revert", "RevmChain", "RpcChain",
@@ -82,21 +83,6 @@ def error_table(solidity_source: str) -> dict[bytes, str]:
     return out
 
 
-class Revert(Exception):  # noqa: N818 - named after the EVM outcome
-    """A transaction reverted; ``error`` is the decoded custom error's signature or None."""
-
-    def __init__(self, data: bytes, errors: dict[bytes, str], what: str = "") -> None:
-        self.data = data
-        self.error = errors.get(data[:4])
-        self.words = [int.from_bytes(data[k:k + 32], "big") for k in range(4, len(data), 32)]
-        shown = self.error or ("0x" + data.hex() if data else "no data")
-        super().__init__(f"{what} reverted: {shown}".strip())
-
-    @property
-    def name(self) -> str | None:
-        return self.error.split("(")[0] if self.error else None
-
-
 @dataclass
 class Receipt:
     gas_used: int  # the whole transaction's gas (21,000 base included)
@@ -154,7 +140,7 @@ class RevmChain:
             m = re.search(r"output:\s*0x([0-9a-fA-F]*)", str(err))
             if not str(err).startswith("Revert") or m is None:
                 raise
-            raise Revert(bytes.fromhex(m.group(1)), self.errors, what) from None
+            raise Revert(bytes.fromhex(m.group(1)), errors=self.errors, what=what) from None
         res = self._evm.result
         logs = [(lg.address, [bytes.fromhex(t[2:]) for t in lg.topics], bytes(lg.data[1]))
                 for lg in res.logs]  # pyrevm: topics as hex, data as (topics, data)
@@ -169,7 +155,7 @@ class RevmChain:
             m = re.search(r"output:\s*0x([0-9a-fA-F]*)", str(err))
             if m is None:
                 raise
-            raise Revert(bytes.fromhex(m.group(1)), self.errors) from None
+            raise Revert(bytes.fromhex(m.group(1)), errors=self.errors) from None
 
     def balance(self, who: str) -> int:
         return self._evm.get_balance(who)
@@ -236,11 +222,11 @@ class RpcChain:
             rd = self._revert_data(err)
             if rd is None:
                 raise
-            raise Revert(rd, self.errors, what) from None
+            raise Revert(rd, errors=self.errors, what=what) from None
         h = self.w3.eth.send_transaction(tx)
         r = self.w3.eth.wait_for_transaction_receipt(h)
         if r["status"] != 1:
-            raise Revert(b"", self.errors, what)
+            raise Revert(b"", errors=self.errors, what=what)
         logs = [(str(lg["address"]), [bytes(t) for t in lg["topics"]], bytes(lg["data"]))
                 for lg in r["logs"]]
         return Receipt(int(r["gasUsed"]), logs)
@@ -252,7 +238,7 @@ class RpcChain:
             rd = self._revert_data(err)
             if rd is None:
                 raise
-            raise Revert(rd, self.errors) from None
+            raise Revert(rd, errors=self.errors) from None
 
     def balance(self, who: str) -> int:
         return int(self.w3.eth.get_balance(who))
