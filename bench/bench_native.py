@@ -121,7 +121,7 @@ def macs(m: api.Model) -> list[int]:
     out = []
     for n in g.nodes:
         y = g.types[n.outputs[0]].shape
-        if n.op in ("q.conv", "q.conv_rq"):
+        if n.op in ("q.conv", "q.conv_rq", "q.conv_rq_add"):
             w = g.types[n.inputs[1]].shape
             out.append(int(np.prod(y)) * int(np.prod(w[1:])))
         elif n.op in ("q.matmul", "q.matmul_rq"):

@@ -751,17 +751,17 @@ def _splat_bytes(ir: _Ir, w32: str) -> str:
 
 
 def _store_cols(ir: _Ir, val: str, ety: str, esz: int, yp: str, ncols: str,
-                scratch: str) -> None:
-    """y[0 : 16] = val when all 16 columns are valid (ncols >= 16), else lane by lane
+                scratch: str, n: int = 16) -> None:
+    """y[0 : n] = val when all n columns are valid (ncols >= n), else lane by lane
     y[0 : ncols] through ``scratch`` (no masked narrowing store: see _conv_epilogue)."""
     whole, part, done = ir.label("dw"), ir.label("dp"), ir.label("dd")
-    full = ir.v(f"icmp sge i64 {ncols}, 16")
+    full = ir.v(f"icmp sge i64 {ncols}, {n}")
     ir.emit(f"br i1 {full}, label %{whole}, label %{part}")
     ir.lines.append(f"{whole}:")
-    ir.emit(f"store <16 x {ety}> {val}, ptr {yp}, align {esz}")
+    ir.emit(f"store <{n} x {ety}> {val}, ptr {yp}, align {esz}")
     ir.emit(f"br label %{done}")
     ir.lines.append(f"{part}:")
-    ir.emit(f"store <16 x {ety}> {val}, ptr {scratch}, align 64")
+    ir.emit(f"store <{n} x {ety}> {val}, ptr {scratch}, align 64")
     lane, _, close = ir.loop("0", ncols)
     e = ir.v(f"load {ety}, ptr {ir.v(f'getelementptr {ety}, ptr {scratch}, i64 {lane}')}, "
              f"align {esz}")
@@ -924,14 +924,14 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
 
 # ---------------------------------------------------------------- vector matmul
 #
-# A q.matmul / q.matmul_rq (:class:`MatSpec`) as 16-column row strips: a work item is one
-# (batch, row i, 16 columns j0..) strip; over k, the scalar a[i, k] - a_zp times the 16
+# A q.matmul / q.matmul_rq (:class:`MatSpec`) as MNR-column row strips: a work item is one
+# (batch, row i, MNR columns j0..) strip; over k, the scalar a[i, k] - a_zp times the MNR
 # contiguous b[k, j0 + l] - b_zp (one masked vector load, nothing read past the last
 # column) accumulate in i32 lanes when K * bound < 2^31 (every partial sum exact), else
 # in wrapping i64 lanes; then init and the epilogue lane-wise (LaneVecExpr: per-column
 # parameters gathered) and one store of the strip. The work items write disjoint bytes.
 
-MNR = 16  # columns of a strip
+MNR = 64  # columns of a strip (a whole cache line of an 8-bit b row per k)
 
 
 def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
@@ -951,7 +951,7 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
     ir = _Ir()
     ir.decls.add(f"declare <{MNR} x {bty}> @llvm.masked.load.v{MNR}{bty}.p0(ptr, i32 immarg, "
                  f"<{MNR} x i1>, <{MNR} x {bty}>)")
-    park = _gep(ir, SCRATCH, ir.v("mul i64 %part, 128"))
+    park = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {8 * MNR}"))
     lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
     p1 = ir.v("add i64 %part, 1")
     hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
@@ -999,7 +999,7 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
     if osz < 8:
         val = ir.v(f"trunc <{MNR} x i64> {val} to <{MNR} x {oty}>")
     yp = VecExpr(ir, MNR, {}, bidx + [i, j0]).ptr(ms.y)
-    _store_cols(ir, val, oty, osz, yp, ncols, park)
+    _store_cols(ir, val, oty, osz, yp, ncols, park, MNR)
     close_it()
     head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
@@ -1013,7 +1013,7 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
         return None
     if isinstance(sp, MatSpec):
         text, decls = gen_matmul(sp, fname)
-        return text, decls, 128
+        return text, decls, 8 * MNR
     dp = dot_plan(sp)
     if dp is not None:
         text, decls = gen_conv_dot(sp, dp, fname)
