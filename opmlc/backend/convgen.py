@@ -931,7 +931,13 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
 # in wrapping i64 lanes; then init and the epilogue lane-wise (LaneVecExpr: per-column
 # parameters gathered) and one store of the strip. The work items write disjoint bytes.
 
-MNR = 64  # columns of a strip (a whole cache line of an 8-bit b row per k)
+MNR = 256  # columns of a strip at most (4 cache lines of an 8-bit b row per k: the rows of
+           # a batch-1 fc layer's weights are read in long runs, not 64 bytes per page)
+
+
+def _strip(ms: MatSpec) -> int:
+    """Columns of one strip: 256 for wide outputs, 64 (a cache line of 8-bit b) else."""
+    return MNR if ms.cols >= MNR else 64
 
 
 def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
@@ -939,6 +945,7 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
     from opmlc.backend.llvmgen import LaneVecExpr, VecExpr
 
     nb, M, N, K = len(ms.batch), ms.rows, ms.cols, ms.red
+    MNR = _strip(ms)  # noqa: N806 - the strip width of this kernel
     NJ = -(-N // MNR)
     items = _prod(ms.batch) * M * NJ
     narrow = K * ms.bound < (1 << 31)
