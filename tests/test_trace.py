@@ -336,3 +336,23 @@ def test_cli_foreign_checkpoints_subprocess(cnn: api.Model, tmp_path: Path) -> N
                           str(ck), "-q"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "another input" in out.stderr, out.stderr
+
+
+def test_cli_trace_saturate_matches_run(cnn: api.Model, tmp_path: Path, capsys) -> None:
+    """An input the policy refuses is refused by trace too; with --saturate, trace's final
+    root is the one `opmlc run --saturate` commits to."""
+    art = tmp_path / "cnn.opvm"
+    cnn.artifact.save(art)
+    x = cnn_input(2)["input"].copy()
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = np.nan, 1e9
+    xp = _npy(tmp_path, x)
+    assert main(["trace", str(art), "--input", f"input={xp}", "-q", "--json"]) == 1
+    assert "not representable" in capsys.readouterr().err
+    assert main(["trace", str(art), "--input", f"input={xp}", "-q", "--json",
+                 "--saturate"]) == 0
+    out, err = capsys.readouterr()
+    assert "saturated" in err
+    final = json.loads(out)["final"]
+    assert main(["run", str(art), "--input", f"input={xp}", "--saturate", "--commit",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state_root"] == final

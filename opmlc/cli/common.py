@@ -90,6 +90,30 @@ def add_input_arg(p: argparse.ArgumentParser) -> None:
                         "integer arrays are taken as already-quantized values")
 
 
+def add_saturate_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--saturate", action="store_true",
+                   help="clamp float input values the model cannot represent (NaN -> zero "
+                        "point, +-inf and out-of-range values -> the ends of the range) and "
+                        "report how many, instead of refusing them (spec/QUANT.md 2.1)")
+
+
+def saturated(program, inputs: dict) -> dict:
+    """``inputs`` as the integer arrays S0 holds, float values clamped by the edge rule; one
+    warning line per input that needed it (``--saturate`` for the runtime-level commands)."""
+    import warnings
+
+    from opmlc_runtime.dtypes import np_dtype
+    from opmlc_runtime.edge import EdgeWarning
+
+    program.check_names(inputs)
+    notes: list[str] = []
+    out = {sig["name"]: program.encode_input(sig, inputs, True, notes).view(
+        np_dtype(sig["dtype"])).reshape(sig["shape"]) for sig in program.inputs}
+    for msg in notes:
+        warnings.warn(msg, EdgeWarning, stacklevel=2)
+    return out
+
+
 def read_inputs(flags: list[str]) -> dict:
     """``--input NAME=FILE.npy`` (repeated) and ``--input FILE.npz`` -> arrays by name."""
     from opmlc_runtime.files import read_npy, read_npz

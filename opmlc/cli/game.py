@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from opmlc.cli.common import add_input_arg, read_inputs
+from opmlc.cli.common import add_input_arg, add_saturate_arg, read_inputs, saturated
 from opmlc.errors import OpmlcError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,7 @@ GAME_SOL = ROOT / "contracts" / "OpmlcGame.sol"
 def args_challenge(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help=".opvm file")
     add_input_arg(p)
+    add_saturate_arg(p)
     p.add_argument("--fault", metavar="node=K[,step=T][,byte=B]",
                    help="where the liar's states first go wrong: node K's output (S_K), or the "
                         "state after step T + 1 of node K; B picks the byte of the node's "
@@ -115,6 +116,8 @@ def cmd_challenge(args: argparse.Namespace) -> int:
         prog = Program(Artifact.load(args.artifact))
         inputs = read_inputs(args.input)
         prog.check_names(inputs)
+        if args.saturate:
+            inputs = saturated(prog, inputs)
         fault = parse_fault(args.fault) if args.fault else None
         liar = args.liar or ("submitter" if fault else None)
         if liar and fault is None:

@@ -18,6 +18,7 @@ from opmlc.cli.common import (
     SCHEMES,
     add_calibrate_arg,
     add_input_arg,
+    add_saturate_arg,
     add_shape_arg,
     check_output,
     load_calibration,
@@ -128,10 +129,7 @@ def args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true",
                    help="the raw integer outputs (default: dequantized to float32 where the "
                         "output has quantization parameters)")
-    p.add_argument("--saturate", action="store_true",
-                   help="clamp float input values the model cannot represent (NaN -> zero "
-                        "point, +-inf and out-of-range values -> the ends of the range) and "
-                        "report how many, instead of refusing them (spec/QUANT.md 2.1)")
+    add_saturate_arg(p)
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs by name")
     p.add_argument("--json", action="store_true",
                    help='print {"engine", "outputs", "steps", "roots"} (+ "state_root" with '

@@ -13,13 +13,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from opmlc.cli.common import add_input_arg, hex32, progress_printer, read_inputs
+from opmlc.cli.common import (
+    add_input_arg,
+    add_saturate_arg,
+    hex32,
+    progress_printer,
+    read_inputs,
+    saturated,
+)
 from opmlc.errors import OpmlcError
 
 
 def args_trace(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help=".opvm file")
     add_input_arg(p)
+    add_saturate_arg(p)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--inclusion", type=int, metavar="K",
                       help="the inclusion proof of S_K in the phase-2 commitment")
@@ -50,6 +58,8 @@ def _load(args: argparse.Namespace):
         prog = Program(Artifact.load(args.artifact))
         inputs = read_inputs(args.input)
         prog.check_names(inputs)
+        if args.saturate:
+            inputs = saturated(prog, inputs)
     except (ArtifactError, InputError) as e:
         raise OpmlcError(str(e)) from None
     return prog, inputs
