@@ -70,10 +70,9 @@ def fuse_requant(g: Graph) -> Graph:
         lo, hi = int_range(ra["dtype"])
         last, ck = rq, None
         y = rq.outputs[0]
-        if users[y] == 1 and y in consumer and g.nodes[consumer[y]].op == "q.clamp":
-            ck = consumer[y]
-            ca = canonical_attrs("q.clamp", g.nodes[ck].attrs)
-            lo, hi = int(ca["lo"]), int(ca["hi"])
+        clamp = _clamp_after(g, users, consumer, y)
+        if clamp is not None:
+            ck, lo, hi = clamp
             last = g.nodes[ck]
         ca_attrs = canonical_attrs(n.op, n.attrs)
         attrs = {**ca_attrs, "acc_zp": ra["x_zp"], "zp": ra["zp"], "dtype": ra["dtype"],
@@ -89,15 +88,7 @@ def fuse_requant(g: Graph) -> Graph:
         if ck is not None:
             out[ck] = None
         fused_any = True
-    if not fused_any:
-        return g
-    nodes = [nd for nd in out if nd is not None]
-    live = {v for nd in nodes for v in (*nd.inputs, *nd.outputs)} | set(g.inputs) | set(
-        g.outputs)
-    ng = Graph(inputs=list(g.inputs), outputs=list(g.outputs), nodes=nodes,
-               types={v: t for v, t in g.types.items() if v in live},
-               consts={c: a for c, a in g.consts.items() if c in live}, name=g.name)
-    return verify_int(ng)
+    return _rebuilt(g, out) if fused_any else g
 
 
 _ADD_KEYS = ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "zp", "dtype")
@@ -145,10 +136,9 @@ def fuse_residual(g: Graph) -> Graph:
         alo, ahi = int_range(aa["dtype"])
         last, ck = ad, None
         s = ad.outputs[0]
-        if users[s] == 1 and s in consumer and g.nodes[consumer[s]].op == "q.clamp":
-            ck = consumer[s]
-            ca = canonical_attrs("q.clamp", g.nodes[ck].attrs)
-            alo, ahi = int(ca["lo"]), int(ca["hi"])
+        clamp = _clamp_after(g, users, consumer, s)
+        if clamp is not None:
+            ck, alo, ahi = clamp
             last = g.nodes[ck]
         attrs = {**na, "res_a": int(ad.inputs[0] == r),
                  **{f"add_{key}": aa[key] for key in _ADD_KEYS}, "add_lo": alo, "add_hi": ahi}
@@ -157,8 +147,20 @@ def fuse_residual(g: Graph) -> Graph:
         if ck is not None:
             out[ck] = None
         fused_any = True
-    if not fused_any:
-        return g
+    return _rebuilt(g, out) if fused_any else g
+
+
+def _clamp_after(g: Graph, users: Counter, consumer: dict[str, int], v: str
+                 ) -> tuple[int, int, int] | None:
+    """(node index, lo, hi) of the q.clamp that is ``v``'s only user, if there is one."""
+    if users[v] != 1 or v not in consumer or g.nodes[consumer[v]].op != "q.clamp":
+        return None
+    ca = canonical_attrs("q.clamp", g.nodes[consumer[v]].attrs)
+    return consumer[v], int(ca["lo"]), int(ca["hi"])
+
+
+def _rebuilt(g: Graph, out: list[Node | None]) -> Graph:
+    """``g`` with the nodes of ``out`` (None: fused away), unused values dropped, verified."""
     nodes = [nd for nd in out if nd is not None]
     live = {v for nd in nodes for v in (*nd.inputs, *nd.outputs)} | set(g.inputs) | set(
         g.outputs)
