@@ -36,13 +36,13 @@ def _pairs(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 BINARY = {"add": P.add, "sub": P.sub, "mul": P.mul, "mulh": P.mulh, "div": P.div,
           "min": P.min_, "max": P.max_, "slt": P.slt, "sll": P.sll, "sra": P.sra,
-          "srar": P.srar}
+          "srar": P.srar, "srl": P.srl, "and": P.and_, "or": P.or_, "xor": P.xor}
 
 
 @pytest.mark.parametrize("mnemonic", sorted(BINARY))
 def test_binary_primitive_equals_isa(mnemonic: str) -> None:
     a, b = _pairs()
-    if mnemonic in ("sll", "sra", "srar"):  # shift amounts: small, edge, and huge/negative
+    if mnemonic in ("sll", "sra", "srl", "srar"):  # shift amounts: small, edge, and huge/negative
         b = np.concatenate([np.arange(-3, 70, dtype=np.int64).repeat(5)[: a.size], b])[: a.size]
     got = BINARY[mnemonic](a, b)
     py = isa.BY_MNEMONIC[mnemonic].py

@@ -1049,3 +1049,64 @@ def _qeinsum(node: Node, ctx: Ctx) -> Kernel:
     body = nest([dims[ch] for ch in rhs], [Let("acc", Const(0)), *inner,
                                            Store(yt.dtype, y_addr, Var("acc"))])
     return Kernel("", body, parallel=True)
+
+
+# ---------------------------------------------------------------- sampling (generation)
+
+
+@lowering("q.sample")
+def _qsample(node: Node, ctx: Ctx) -> Kernel:
+    """intops.q_sample per row: a max pass, K threshold rounds (top_k < V), a count pass,
+    the weight-sum pass, the SplitMix64 draw and the selection pass (keep_v and w_v are
+    recomputed in each pass rather than stored: no scratch memory; the selection counts
+    the prefix sums <= R, which is the first v whose prefix sum exceeds R). Variable names
+    are reused across passes: a VM kernel holds each name in a register for the node."""
+    from opmlc.ir.intops import SPLITMIX_GAMMA, SPLITMIX_M1, SPLITMIX_M2
+
+    x, table, seed = node.inputs
+    y = node.outputs[0]
+    a = node.attrs
+    xt, tt = ctx.t(x), ctx.t(table)
+    V = xt.shape[-1]
+    A = int(np.prod(xt.shape[:-1], dtype=np.int64))
+    K = V if a["top_k"] <= 0 or a["top_k"] >= V else int(a["top_k"])
+    isz = _itemsize(xt.dtype)
+    lo_w, hi_w = -(1 << 63), (1 << 63) - 1
+
+    def xv(level: int) -> Expr:  # x[row, v] with the row at level 0 and v at ``level``
+        return Load(xt.dtype, Addr(ctx.addr(x), ((0, V * isz), (level, isz))))
+
+    lets, e = lut_expr(sub(Var("xv"), Var("m")), ctx.addr(table), tt.dtype, tt.shape[0],
+                       a["lo"], a["step_bits"], "l")
+    kept_weight = [  # w = keep_v ? lut(x_v - m) : 0, then r counts the kept ties down
+        Let("xv", xv(1)), Let("gt", op("slt", Var("t"), Var("xv"))),
+        Let("eq", op("xor", op("or", Var("gt"), op("slt", Var("xv"), Var("t"))), 1)),
+        *lets,
+        Let("w", cmov(e, op("or", Var("gt"), op("and", Var("eq"), op("slt", 0, Var("r")))),
+                      0)),
+        Let("r", sub(Var("r"), Var("eq")))]
+    body: list[Stmt] = [Let("m", Const(lo_w)), Loop(V, (Let("m", smax(Var("m"), xv(1))),))]
+    if K < V:  # acc counts x >= t, s is the largest x below t
+        body += [Let("t", Const(hi_w)), Loop(K, (
+            Let("acc", Const(0)), Let("s", Const(lo_w)),
+            Loop(V, (Let("xv", xv(2)), Let("gt", op("slt", Var("xv"), Var("t"))),
+                     Let("acc", add(Var("acc"), op("xor", Var("gt"), 1))),
+                     Let("s", smax(Var("s"), cmov(Var("xv"), Var("gt"), Const(lo_w)))))),
+            Let("t", cmov(Var("s"), op("slt", Var("acc"), K), Var("t")))))]
+    else:
+        body += [Let("t", Const(lo_w))]
+    seed_v = Load("i64", Addr(ctx.addr(seed)))
+    body += [
+        Let("g", Const(0)), Loop(V, (Let("g", add(Var("g"), op("slt", Var("t"), xv(1)))),)),
+        Let("r", sub(K, Var("g"))), Let("s", Const(0)),
+        Loop(V, (*kept_weight, Let("s", add(Var("s"), Var("w"))))),
+        Let("R", add(seed_v, Const((a["counter"] + 1) * SPLITMIX_GAMMA))),
+        Let("R", mul(op("xor", Var("R"), op("srl", Var("R"), 30)), Const(SPLITMIX_M1))),
+        Let("R", mul(op("xor", Var("R"), op("srl", Var("R"), 27)), Const(SPLITMIX_M2))),
+        Let("R", op("srl", op("xor", Var("R"), op("srl", Var("R"), 31)), 1)),
+        Let("R", sub(Var("R"), mul(op("div", Var("R"), Var("s")), Var("s")))),
+        Let("r", sub(K, Var("g"))), Let("acc", Const(0)), Let("tok", Const(0)),
+        Loop(V, (*kept_weight, Let("acc", add(Var("acc"), Var("w"))),
+                 Let("tok", add(Var("tok"), op("xor", op("slt", Var("R"), Var("acc")), 1))))),
+        Store("i64", Addr(ctx.addr(y), ((0, 8),)), Var("tok"))]
+    return Kernel("", nest([A], body), parallel=False)

@@ -496,6 +496,83 @@ def q_conv_rq_add(*ins: np.ndarray, **a: Any) -> np.ndarray:
     return q_clamp(s, lo=a["add_lo"], hi=a["add_hi"])
 
 
+# ---------------------------------------------------------------- sampling (generation)
+
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+SPLITMIX_M1 = 0xBF58476D1CE4E5B9
+SPLITMIX_M2 = 0x94D049BB133111EB
+
+
+def splitmix64(seed: object, counter: int) -> np.ndarray:
+    """The counter-th output (counter = 0, 1, ...) of a SplitMix64 stream keyed by ``seed``::
+
+        z = seed + (counter + 1) * 0x9E3779B97F4A7C15          (mod 2^64)
+        z = (z ^ srl(z, 30)) * 0xBF58476D1CE4E5B9
+        z = (z ^ srl(z, 27)) * 0x94D049BB133111EB
+        r = z ^ srl(z, 31)
+
+    Stateless (a pure function of seed and counter), so any step of a generation can be
+    replayed alone."""
+    z = P.add(W(seed), P.i64((counter + 1) * SPLITMIX_GAMMA))
+    z = P.mul(P.xor(z, P.srl(z, 30)), P.i64(SPLITMIX_M1))
+    z = P.mul(P.xor(z, P.srl(z, 27)), P.i64(SPLITMIX_M2))
+    return P.xor(z, P.srl(z, 31))
+
+
+def _sample_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType("i64", ts[0].shape[:-1])]
+
+
+@_reg("q.sample", Group.NONLINEAR, _sample_infer, (3, 3),
+      {"lo": REQUIRED, "step_bits": REQUIRED, "top_k": 0, "counter": REQUIRED})
+def q_sample(x: np.ndarray, table: np.ndarray, seed: np.ndarray, *, lo: int, step_bits: int,
+             top_k: int, counter: int) -> np.ndarray:
+    """Draw an index along the last axis of codes ``x`` (one draw per row), i64.
+
+    With V = the row length and K = top_k (0 or >= V: K = V)::
+
+        m = max_v x_v
+        K = V: t = -2^63 (every v is kept); else
+        t = 2^63 - 1;  repeat K times:             # t := the K-th largest x (with repeats)
+            c = #{v : x_v >= t};  n = max{x_v : x_v < t} (-2^63 if none)
+            t = c < K ? n : t
+        r = K - #{v : x_v > t}                     # how many x_v == t to keep, first first
+        keep_v = x_v > t  or  (x_v == t and #{u < v : x_u == t} < r)
+        w_v = keep_v ? lut_interp(x_v - m, table, lo, step_bits) : 0
+        S = sum_v w_v                              (> 0: the first maximum is kept)
+        R = mod(srl(splitmix64(seed, counter), 1), S)
+        y = min{v : w_0 + ... + w_v > R}
+
+    ``table`` holds exp(d * scale / temperature) at the knots d <= 0 (the temperature is
+    folded into it); ``seed`` is a one-element i64 input of the program (every row of a
+    batch uses the same draw R)."""
+    xs = W(x)
+    V = xs.shape[-1]
+    K = V if top_k <= 0 or top_k >= V else int(top_k)
+    rows = xs.reshape(-1, V)
+    u = P.srl(splitmix64(W(seed).reshape(-1)[0], counter), 1)
+    out = np.zeros(rows.shape[0], np.int64)
+    for j, row in enumerate(rows):
+        m = row.max()
+        t = np.int64(P.INT64_MIN)  # K = V: every v is kept (the rounds would end at min x)
+        if K < V:
+            t = np.int64(P.INT64_MAX)
+            for _ in range(K):
+                c = int(np.count_nonzero(row >= t))
+                below = row[row < t]
+                n = below.max() if below.size else np.int64(P.INT64_MIN)
+                t = n if c < K else t
+        eq = row == t
+        r = K - int(np.count_nonzero(row > t))
+        keep = (row > t) | (eq & (np.cumsum(eq) - eq < r))
+        w = np.where(keep, lut_interp(row - m, table, lo, step_bits), 0).astype(np.int64)
+        acc = np.cumsum(w, dtype=np.int64)
+        s = acc[-1]
+        R = u - P.mul(P.div(u, s), s)
+        out[j] = int(np.argmax(acc > R))
+    return out.reshape(xs.shape[:-1])
+
+
 MOVEMENT_OK = frozenset(
     n for n, d in OPS.items() if d.group is Group.MOVEMENT and not n.startswith("q."))
 
@@ -510,4 +587,4 @@ def log2_floor(x: float) -> int:
 
 
 __all__ = ["INT_OPS", "INT_DTYPES", "MOVEMENT_OK", "is_int_op", "exact_contract", "lut_interp",
-           "split_rq_inputs"]
+           "split_rq_inputs", "splitmix64"]

@@ -12,6 +12,7 @@ and every result is reduced modulo 2^64 (numpy integer arithmetic wraps).
     mulh(a, b)  = floor(a * b / 2^64)                 isa mulh  (norm:mulh-signed)
     sll(a, n)   = n >=u 64 ? 0 : (a << n) mod 2^64    isa sll
     sra(a, n)   = a >> min(n as u64, 63)              isa sra
+    srl(a, n)   = n >=u 64 ? 0 : (a as u64) >> n      isa srl
     srar(a, n)  = n == 0 ? a : n >=u 64 ? 0 : floor(a / 2^n + 1/2)   isa srar (norm:srar-round)
     div(a, b)   = b == 0 ? 0 : trunc(a / b) mod 2^64  isa div   (norm:div-zero, norm:div-overflow)
     min, max    signed                                isa min / max
@@ -19,6 +20,7 @@ and every result is reduced modulo 2^64 (numpy integer arithmetic wraps).
     satu(a, n)  = clamp(a, 0, 2^n - 1)                isa satu
     cmov(a, c, d) = c != 0 ? a : d                    isa cmov  (norm:cmov)
     slt(a, b)   = a < b ? 1 : 0                       isa slt
+    and_, or_, xor                                    isa and / or / xor (bitwise)
 
 Derived (static-length compositions, documented in spec/QUANT.md):
 
@@ -86,6 +88,25 @@ def sll(a: object, n: object) -> np.ndarray:
 def sra(a: object, n: object) -> np.ndarray:
     a, n = np.broadcast_arrays(i64(a), _amount(n))
     return a >> np.minimum(n, 63).astype(I64)
+
+
+def srl(a: object, n: object) -> np.ndarray:
+    a, n = np.broadcast_arrays(i64(a), _amount(n))
+    big = n >= 64
+    r = (a.view(U64) >> np.where(big, 0, n).astype(U64)).view(I64)
+    return np.where(big, 0, r).astype(I64)
+
+
+def and_(a: object, b: object) -> np.ndarray:
+    return i64(a) & i64(b)
+
+
+def or_(a: object, b: object) -> np.ndarray:
+    return i64(a) | i64(b)
+
+
+def xor(a: object, b: object) -> np.ndarray:
+    return i64(a) ^ i64(b)
 
 
 def srar(a: object, n: object) -> np.ndarray:
@@ -171,6 +192,7 @@ def saturate(a: object, dtype: str) -> np.ndarray:
 
 
 __all__ = [
-    "INT64_MAX", "INT64_MIN", "add", "sub", "mul", "mulh", "sll", "sra", "srar", "div",
+    "INT64_MAX", "INT64_MIN", "add", "sub", "mul", "mulh", "sll", "sra", "srl", "srar", "div",
+    "and_", "or_", "xor",
     "min_", "max_", "sat", "satu", "cmov", "slt", "isqrt", "saturate", "i64",
 ]
