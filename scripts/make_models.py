@@ -13,6 +13,12 @@ Models (see models/README.md for inputs/outputs, op types and accuracy):
   llama_tiny           LLaMA-style decoder (torch), vocab 64, d 32, 2 layers, 4 heads, ctx 8
   charlm               char-level GPT (torch) trained on Python's LICENSE.txt and stdlib
                        docstrings: d 96, 3 layers, 4 heads, ctx 32 (+ charlm_heldout.npz)
+  gpt2_small           GPT-2 small (torch), random seeded weights: vocab 50257, d 768,
+                       12 layers, 12 heads, ctx 128 (--ctx), lm_head tied: 124M parameters,
+                       a 650 MB file. Not committed, not built by default: ``--only
+                       gpt2_small --out DIR`` (DIR other than models/); bench/bench_gpt2.py
+  gpt2_small_mini      the same with 2 layers (the suite builds its like without torch,
+                       tests/gpt2_graph.py)
 
 How to run
 ----------
@@ -80,7 +86,8 @@ SEED = 0
 N_TRAIN = 1500
 
 MODELS = ["digits_mlp_sklearn", "digits_cnn", "gpt2_tiny", "llama_tiny", "charlm"]
-TORCH_MODELS = {"digits_cnn", "gpt2_tiny", "llama_tiny", "charlm"}
+TORCH_MODELS = {"digits_cnn", "gpt2_tiny", "llama_tiny", "charlm", "gpt2_small",
+                "gpt2_small_mini"}
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -706,6 +713,112 @@ def make_charlm(out: Path, versions: dict, manifest: dict) -> None:
     }, versions, manifest)
 
 
+# ---------------------------------------------------------------------------
+# 6. GPT-2 small (real size, random weights): built for the bench, never committed
+# ---------------------------------------------------------------------------
+# name -> (layers, d_model, heads, vocab); the context is --ctx (GPT2_CTX by default).
+GPT2_CONFIGS = {
+    "gpt2_small": (12, 768, 12, 50257),  # 124M parameters (lm_head tied to wte)
+    "gpt2_small_mini": (2, 768, 12, 50257),  # the same vocabulary and width, 2 layers
+}
+# 128 positions: a full fixed-context forward is ~16 GMAC (2e11 VM steps), a few seconds
+# natively on one core; GPT-2's own 1024 would be ~10x that for nothing the bench learns.
+GPT2_CTX = 128
+
+
+def gpt2_module(torch, layers: int, d: int, heads: int, vocab: int, ctx: int):
+    """GPT-2 (Radford et al. 2019; the HF GPT2LMHeadModel layout): pre-LN blocks, fused
+    qkv, causal mask by -1e4 as the original, erf GELU, lm_head tied to the token table;
+    weights initialised as GPT-2 does (N(0, 0.02), residual projections / sqrt(2 L))."""
+    from torch import nn
+
+    hd = d // heads
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = nn.Linear(d, 3 * d)
+            self.c_proj = nn.Linear(d, d)
+            self.register_buffer("bias", torch.tril(torch.ones(ctx, ctx)), persistent=False)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(x).split(d, dim=2)
+            q = q.view(B, T, heads, hd).transpose(1, 2)
+            k = k.view(B, T, heads, hd).transpose(1, 2)
+            v = v.view(B, T, heads, hd).transpose(1, 2)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / hd ** 0.5)
+            att = att.masked_fill(self.bias[:T, :T] == 0, -1e4)
+            y = torch.softmax(att, dim=-1) @ v
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(d)
+            self.attn = Attention()
+            self.ln_2 = nn.LayerNorm(d)
+            self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class GPT2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(vocab, d)
+            self.wpe = nn.Embedding(ctx, d)
+            self.h = nn.ModuleList([Block() for _ in range(layers)])
+            self.ln_f = nn.LayerNorm(d)
+            self.lm_head = nn.Linear(d, vocab, bias=False)
+            self.lm_head.weight = self.wte.weight  # tied, as GPT-2
+            for name, p in self.named_parameters():
+                if name.endswith("bias"):
+                    nn.init.zeros_(p)
+                elif ".ln_" in name or name.startswith("ln_"):
+                    nn.init.ones_(p)
+                else:
+                    std = 0.02 / (2 * layers) ** 0.5 if name.endswith("c_proj.weight") or \
+                        name.endswith("mlp.2.weight") else 0.02
+                    nn.init.normal_(p, 0.0, std)
+
+        def forward(self, idx):  # idx: int64 [B, T]
+            pos = torch.arange(idx.shape[1], dtype=torch.long)
+            x = self.wte(idx) + self.wpe(pos)
+            for blk in self.h:
+                x = blk(x)
+            return self.lm_head(self.ln_f(x))
+
+    return GPT2()
+
+
+def make_gpt2(name: str, out: Path, versions: dict, manifest: dict, ctx: int) -> None:
+    import time
+
+    torch = torch_setup()
+    layers, d, heads, vocab = GPT2_CONFIGS[name]
+    torch.manual_seed(SEED)
+    model = gpt2_module(torch, layers, d, heads, vocab, ctx).eval()
+    path = out / f"{name}.onnx"
+    ids = torch.zeros(1, ctx, dtype=torch.long)
+    t = time.perf_counter()
+    torch_export(model, (ids,), path, ["input_ids"], ["logits"])  # static, as gpt2_tiny
+    print(f"exported {path} in {time.perf_counter() - t:.1f} s")
+    g = torch.Generator().manual_seed(SEED + 3)
+    ids = torch.randint(0, vocab, (1, ctx), generator=g)
+    with torch.no_grad():
+        ref = model(ids).numpy()
+    (lo,) = ort_session(path).run(None, {"input_ids": ids.numpy()})
+    assert lo.shape == (1, ctx, vocab), lo.shape
+    finish(name, path, {
+        "vocab": vocab, "context": ctx, "d_model": d, "layers": layers, "heads": heads,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "weights": "random, seeded (GPT-2 init), lm_head tied to wte",
+        "max_abs_diff_logits_vs_ort": float(np.abs(lo - ref).max()),
+    }, versions, manifest)
+
+
 BUILDERS = {
     "digits_mlp_sklearn": make_digits_mlp_sklearn,
     "digits_cnn": make_digits_cnn,
@@ -713,16 +826,22 @@ BUILDERS = {
     "llama_tiny": make_llama_tiny,
     "charlm": make_charlm,
 }
+BIG = set(GPT2_CONFIGS)  # never written into models/ nor its manifest
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", action="append", choices=MODELS,
+    ap.add_argument("--only", action="append", choices=MODELS + list(GPT2_CONFIGS),
                     help="build only this model (repeatable); default: all")
     ap.add_argument("--out", default=str(ROOT / "models"), help="output folder (default models/)")
+    ap.add_argument("--ctx", type=int, default=GPT2_CTX,
+                    help=f"context of the gpt2_small models (default {GPT2_CTX})")
     args = ap.parse_args(argv)
     names = args.only or MODELS
     out = Path(args.out)
+    if BIG & set(names) and out.resolve() == (ROOT / "models").resolve():
+        ap.error(f"{', '.join(sorted(BIG & set(names)))}: too big to commit; "
+                 "give --out another folder (bench/bench_gpt2.py uses /tmp/opmlc-gpt2)")
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     need_torch = any(n in TORCH_MODELS for n in names)
@@ -737,8 +856,11 @@ def main(argv=None) -> int:
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for name in names:
-        BUILDERS[name](out, versions, manifest)
-        manifest = {k: manifest[k] for k in MODELS if k in manifest}
+        if name in GPT2_CONFIGS:
+            make_gpt2(name, out, versions, manifest, args.ctx)
+        else:
+            BUILDERS[name](out, versions, manifest)
+        manifest = {k: manifest[k] for k in [*MODELS, *GPT2_CONFIGS] if k in manifest}
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     print(f"\nwrote {manifest_path}")
     return 0
