@@ -72,6 +72,19 @@ class Ctx:
         self.g = Graph()
         self.base = "v"  # name hint for values created by the current node
         self.node: OnnxNode | None = None
+        # set by the importer: inline(graph, binds) -> the subgraph's outputs (If / Loop)
+        self.inline_fn: Any = None
+
+    def inline(self, graph: Any, binds: dict[str, V]) -> list[V]:
+        """Convert subgraph ``graph``'s nodes in place (outer values in scope, ``binds``
+        naming its inputs) and return its outputs: how a folded If / Loop is imported."""
+        if self.inline_fn is None:
+            raise self.unsupported("subgraphs can only be inlined during an import")
+        node, base = self.node, self.base
+        try:
+            return self.inline_fn(self, graph, binds)
+        finally:
+            self.node, self.base = node, base
 
     # ------------------------------------------------------------ values
     def type(self, v: V) -> TensorType:

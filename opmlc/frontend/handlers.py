@@ -681,6 +681,246 @@ def SpaceToDepth_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]
                      mode=n.attrs.get("mode", "DCR"))]
 
 
+@handles("ConvTranspose", 1)
+def ConvTranspose_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = conv(pad(zero_insert(x, strides)), w') with w'[m, c, j] = w[c, m, k - 1 - j] per
+    group (the transposed convolution as a plain one): zeros between input pixels, the
+    kernel's reach minus the pads around them, stride 1.  Pads and the output size follow
+    the ONNX reference (explicit pads, auto_pad SAME_*, output_shape, output_padding)."""
+    x, w = ins[0], ins[1]
+    b = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    xs, ws = ctx.shape(x), ctx.shape(w)
+    nd = len(xs) - 2
+    a = n.attrs
+    g = a.get("group", 1)
+    k = list(ws[2:])
+    s = list(a.get("strides", [1] * nd))
+    d = list(a.get("dilations", [1] * nd))
+    opad = list(a.get("output_padding", [0] * nd))[:nd]
+    full = [s[i] * (xs[2 + i] - 1) + opad[i] + (k[i] - 1) * d[i] + 1 for i in range(nd)]
+    auto = a.get("auto_pad", "NOTSET")
+    out = list(a["output_shape"])[-nd:] if "output_shape" in a else None
+    if "pads" in a or auto not in ("SAME_UPPER", "SAME_LOWER"):
+        pads = list(a.get("pads", [0] * (2 * nd)))
+        begin = pads[:nd]
+        if out is None:
+            out = [full[i] - pads[i] - pads[i + nd] for i in range(nd)]
+    else:
+        out = out or [xs[2 + i] * s[i] for i in range(nd)]
+        tot = [full[i] - out[i] for i in range(nd)]
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in tot]
+    if any(o <= 0 for o in out):
+        raise ctx.unsupported(f"ConvTranspose output size {out} is empty; check pads and "
+                              "output_shape")
+    # w (C, M/g, *k) -> (M, C/g, *k), flipped along every spatial axis
+    c, mg = ws[0], ws[1]
+    wt = ctx.reshape(w, (g, c // g, mg) + tuple(k))
+    wt = ctx.emit("transpose", [wt], perm=[0, 2, 1] + list(range(3, 3 + nd)))
+    wt = ctx.reshape(wt, (g * mg, c // g) + tuple(k))
+    wt = ctx.emit("slice", [wt], starts=[0, 0] + [e - 1 for e in k],
+                  ends=[g * mg, c // g] + [-1] * nd, steps=[1, 1] + [-1] * nd)
+    # zero insertion: (N, C, h, 1, w, 1, ...) padded to (N, C, h, s, w, s, ...)
+    z = x
+    if any(v > 1 for v in s):
+        inter = list(xs[:2]) + [v for i in range(nd) for v in (xs[2 + i], 1)]
+        z = ctx.reshape(z, inter)
+        zp = [0] * (2 * len(inter))
+        for i in range(nd):
+            zp[len(inter) + 3 + 2 * i] = s[i] - 1
+        z = ctx.emit("pad", [z], pads=zp, mode="constant", value=0.0)
+        z = ctx.reshape(z, list(xs[:2]) + [xs[2 + i] * s[i] for i in range(nd)])
+    pz = [0] * (2 * (nd + 2))
+    for i in range(nd):
+        reach = (k[i] - 1) * d[i]
+        length = xs[2 + i] * s[i]  # the zero-inserted length, with s - 1 trailing zeros
+        pz[2 + i] = reach - begin[i]
+        pz[nd + 4 + i] = out[i] - (length - (s[i] - 1)) - pz[2 + i] + reach - (s[i] - 1)
+    if any(pz):
+        z = ctx.emit("pad", [z], pads=pz, mode="constant", value=0.0)
+    args = [z, wt] + ([b] if b is not None else [])
+    return [ctx.emit("conv", args, group=g, strides=[1] * nd, dilations=d, pads=[0] * (2 * nd))]
+
+
+def _resize_attrs(ctx: Ctx, n: OnnxNode, x: V, scales: np.ndarray | None,
+                  sizes: np.ndarray | None, roi: np.ndarray | None) -> dict[str, Any]:
+    """Full-rank static sizes, scales and roi of a Resize (axes, keep_aspect_ratio_policy
+    resolved as in the ONNX reference)."""
+    shape = ctx.shape(x)
+    r = len(shape)
+    a = n.attrs
+    axes = [_axis(v, r) for v in a["axes"]] if "axes" in a else list(range(r))
+    if a.get("antialias", 0) and a.get("mode", "nearest") == "nearest":
+        raise ctx.unsupported("antialias=1 with mode=nearest is not defined; use linear "
+                              "or cubic")
+    if sizes is not None and sizes.size:
+        out = list(shape)
+        for i, ax in enumerate(axes):
+            out[ax] = int(sizes.reshape(-1)[i])
+        sc = [out[i] / shape[i] if shape[i] else 1.0 for i in range(r)]
+        policy = a.get("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":
+            pick = min if policy == "not_larger" else max
+            v = pick(sc[ax] for ax in axes)
+            sc = [v if i in axes else 1.0 for i in range(r)]
+            out = [int(v * shape[i] + 0.5) if i in axes else shape[i] for i in range(r)]
+    elif scales is not None and scales.size:
+        sc = [1.0] * r
+        for i, ax in enumerate(axes):
+            sc[ax] = float(scales.reshape(-1)[i])
+        out = [int(np.floor(sc[i] * shape[i])) for i in range(r)]
+    else:
+        raise ctx.unsupported("Resize needs scales or sizes")
+    rv: list[float] = []
+    if roi is not None and roi.size and a.get("coordinate_transformation_mode") == \
+            "tf_crop_and_resize":
+        full = [0.0] * r + [1.0] * r
+        vals = [float(v) for v in roi.reshape(-1)]
+        k = len(axes)
+        for i, ax in enumerate(axes):
+            full[ax], full[r + ax] = vals[i], vals[k + i]
+        rv = full
+    attrs = {"sizes": out, "scales": sc, "roi": rv, "mode": a.get("mode", "nearest")}
+    for key in ("coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
+                "exclude_outside", "extrapolation_value", "antialias"):
+        if key in a:
+            attrs[key] = a[key]
+    if attrs["mode"] not in ("nearest", "linear", "cubic"):
+        raise ctx.unsupported(f"Resize mode {attrs['mode']!r} (use nearest, linear or cubic)")
+    return attrs
+
+
+def _opt_const(ctx: Ctx, ins: list[V | None], i: int, what: str) -> np.ndarray | None:
+    return ctx.need_const(ins[i], what) if len(ins) > i and ins[i] is not None else None
+
+
+@handles("Resize", 10)
+def Resize_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Opset 10: scales only; asymmetric coordinates, nearest rounds down (as Upsample)."""
+    mode = n.attrs.get("mode", "nearest")
+    n = OnnxNode(n.op_type, n.name, n.opset, {"mode": mode, "nearest_mode": "floor",
+                 "coordinate_transformation_mode": "asymmetric"}, n.outputs)
+    attrs = _resize_attrs(ctx, n, ins[0], _opt_const(ctx, ins, 1, "Resize scales"), None, None)
+    return [ctx.emit("resize", [ins[0]], **attrs)]
+
+
+handles("Upsample", 9)(Resize_10)
+
+
+@handles("Upsample", 7)
+def Upsample_7(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    scales = np.asarray(n.attrs["scales"], np.float32)
+    m = OnnxNode(n.op_type, n.name, n.opset, {"mode": n.attrs.get("mode", "nearest"),
+                 "nearest_mode": "floor", "coordinate_transformation_mode": "asymmetric"},
+                 n.outputs)
+    attrs = _resize_attrs(ctx, m, ins[0], scales, None, None)
+    return [ctx.emit("resize", [ins[0]], **attrs)]
+
+
+@handles("Resize", 11)
+def Resize_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """X, roi, scales, sizes (constants); every later opset's attributes (axes,
+    keep_aspect_ratio_policy, antialias, half_pixel_symmetric) are served here too."""
+    roi = _opt_const(ctx, ins, 1, "Resize roi")
+    scales = _opt_const(ctx, ins, 2, "Resize scales")
+    sizes = _opt_const(ctx, ins, 3, "Resize sizes")
+    attrs = _resize_attrs(ctx, n, ins[0], scales, sizes, roi)
+    return [ctx.emit("resize", [ins[0]], **attrs)]
+
+
+def _topk(ctx: Ctx, n: OnnxNode, x: V, k: int) -> list[V | None]:
+    shape = ctx.shape(x)
+    axis = _axis(n.attrs.get("axis", -1), len(shape))
+    if not 0 <= k <= shape[axis]:
+        raise ctx.unsupported(f"TopK k={k} is outside 0..{shape[axis]} (the axis length)")
+    return list(ctx.emit_n("topk", [x], {"axis": axis, "k": k,
+                                         "largest": n.attrs.get("largest", 1)}))
+
+
+@handles("TopK", 1)
+def TopK_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return _topk(ctx, n, ins[0], int(n.attrs["k"]))
+
+
+@handles("TopK", 10)
+def TopK_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """k from a constant input; values and indices sorted (equal values: lower index
+    first), whatever ``sorted`` says (an unsorted result may be in any order)."""
+    return _topk(ctx, n, ins[0], int(ctx.need_const(ins[1], "TopK k").reshape(-1)[0]))
+
+
+def _reduction(ctx: Ctx, n: OnnxNode) -> str:
+    red = n.attrs.get("reduction", "none")
+    if red not in ("none", "add", "mul", "max", "min"):
+        raise ctx.unsupported(f"reduction {red!r} (use none, add, mul, max or min)")
+    return red
+
+
+@handles("ScatterElements", 11)
+def ScatterElements_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    axis = _axis(n.attrs.get("axis", 0), len(ctx.shape(ins[0])))
+    return [ctx.emit("scatter_elements", [ins[0], ins[1], ins[2]], axis=axis,
+                     reduction=_reduction(ctx, n))]
+
+
+handles("Scatter", 9)(ScatterElements_11)
+
+
+@handles("ScatterND", 11)
+def ScatterND_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("scatter_nd", [ins[0], ins[1], ins[2]], reduction=_reduction(ctx, n))]
+
+
+# ------------------------------------------------------------------ control flow (folded)
+
+
+@handles("If", 1)
+def If_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """A constant condition: the taken branch's nodes inlined (outer values in scope)."""
+    cond = ctx.need_const(ins[0], "If condition")
+    branch = n.attrs["then_branch" if bool(np.asarray(cond).reshape(-1)[0]) else "else_branch"]
+    return ctx.inline(branch, {})
+
+
+@handles("Loop", 1)
+def Loop_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """A constant trip count (and a condition that stays constant): the body unrolled,
+    iteration by iteration; scan outputs stacked along a new first axis."""
+    body = n.attrs["body"]
+    m = ins[0] if ins and ins[0] is not None else None
+    trips = int(ctx.need_const(m, "Loop trip count").reshape(-1)[0]) if m is not None else None
+    cond = ins[1] if len(ins) > 1 and ins[1] is not None else None
+    go = True if cond is None else bool(ctx.need_const(cond, "Loop condition").reshape(-1)[0])
+    if trips is None:
+        raise ctx.unsupported("a Loop without a constant trip count cannot be unrolled")
+    carried = list(ins[2:])
+    n_carried = len(carried)
+    names = [i.name for i in body.input]
+    scans: list[list[V]] = [[] for _ in range(len(body.output) - 1 - n_carried)]
+    i = 0
+    while i < trips and go:
+        binds: dict[str, V] = {names[0]: Const(np.asarray(i, np.int64), ctx.base + ".i")}
+        if len(names) > 1:
+            binds[names[1]] = Const(np.asarray(go), ctx.base + ".cond")
+        binds.update(dict(zip(names[2:], carried, strict=True)))
+        outs = ctx.inline(body, binds)
+        c = outs[0]
+        if not isinstance(c, Const):
+            raise ctx.unsupported("the Loop body's condition depends on run-time data; only "
+                                  "constant conditions are unrolled")
+        go = bool(np.asarray(c.value).reshape(-1)[0])
+        carried = outs[1:1 + n_carried]
+        for k, v in enumerate(outs[1 + n_carried:]):
+            scans[k].append(v)
+        i += 1
+    stacked: list[V | None] = []
+    for k, vs in enumerate(scans):
+        if not vs:
+            raise ctx.unsupported(f"Loop scan output {k} has no iterations (empty tensor)")
+        rows = [ctx.reshape(v, (1,) + ctx.shape(v)) for v in vs]
+        stacked.append(rows[0] if len(rows) == 1 else ctx.emit("concat", rows, axis=0))
+    return carried + stacked
+
+
 # ------------------------------------------------------------------ compile-time only (folded)
 
 

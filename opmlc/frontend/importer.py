@@ -65,13 +65,20 @@ def check_supported(m: onnx.ModelProto) -> None:
     """Raise one UnsupportedOpsError listing every unsupported node in ``m``."""
     opsets = _opsets(m)
     bad: list[tuple[str, int, str]] = []
-    for i, node in enumerate(m.graph.node):
-        domain = DOMAINS.get(node.domain, node.domain)
-        ver = opsets.get(domain, 0)
-        name = node.name or f"#{i}"
-        if domain not in ("", "ai.onnx.ml") or lookup(node.op_type, ver) is None:
-            op = f"{node.domain}.{node.op_type}" if domain else node.op_type
-            bad.append((op, ver, name))
+
+    def walk(graph: onnx.GraphProto) -> None:  # subgraphs (If / Loop bodies) too
+        for i, node in enumerate(graph.node):
+            domain = DOMAINS.get(node.domain, node.domain)
+            ver = opsets.get(domain, 0)
+            name = node.name or f"#{i}"
+            if domain not in ("", "ai.onnx.ml") or lookup(node.op_type, ver) is None:
+                op = f"{node.domain}.{node.op_type}" if domain else node.op_type
+                bad.append((op, ver, name))
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+
+    walk(m.graph)
     if bad:
         raise UnsupportedOpsError(bad)
 
@@ -200,6 +207,31 @@ def _bind_outputs(ctx: Ctx, graph: onnx.GraphProto, env: dict[str, V]) -> None:
         ctx.g.outputs.append(out.name if isinstance(v, Const) else v)
 
 
+def _inliner(opsets: dict[str, int], outer: dict[str, V]):  # noqa: ANN202
+    """ctx.inline for this import: a subgraph converted with the enclosing values in
+    scope (``outer``, the environment being filled), its inputs bound by ``binds``."""
+    scopes = [outer]
+
+    def inline(ctx: Ctx, graph: onnx.GraphProto, binds: dict[str, V]) -> list[V]:
+        env = {**scopes[-1], **binds}
+        for t in graph.initializer:
+            env[t.name] = Const(numpy_helper.to_array(t), t.name)
+        scopes.append(env)
+        try:
+            for idx, node in enumerate(graph.node):
+                _convert_node(ctx, node, idx, opsets[DOMAINS.get(node.domain, node.domain)],
+                              env)
+        finally:
+            scopes.pop()
+        missing = [o.name for o in graph.output if o.name not in env]
+        if missing:
+            raise ModelLoadError(f"subgraph {graph.name!r}: output {missing[0]!r} is not "
+                                 "produced (the model is malformed)")
+        return [env[o.name] for o in graph.output]
+
+    return inline
+
+
 def import_onnx(model: str | Path | onnx.ModelProto,
                 shapes: dict[str, tuple[int, ...]] | None = None,
                 fold_batch_norm: bool = True) -> Graph:
@@ -212,6 +244,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     ctx = Ctx()
     ctx.g.name = "main"
     env: dict[str, V] = {}
+    ctx.inline_fn = _inliner(opsets, env)
     for t in graph.initializer:
         try:
             env[t.name] = Const(numpy_helper.to_array(t), t.name)

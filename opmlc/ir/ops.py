@@ -846,6 +846,213 @@ def _space_to_depth(x: np.ndarray, blocksize: int, mode: str) -> np.ndarray:
     return t.reshape(n, c * b * b, h // b, w // b)
 
 
+# ---------------------------------------------------------------- resize, top-k, scatter
+
+
+def _resize_coeffs(mode: str, ratio: float, scale: float, a: float, nearest_mode: str,
+                   antialias: int) -> np.ndarray:
+    """The interpolation weights of one output position (ONNX Resize's kernels)."""
+    if mode == "nearest":
+        if float(ratio).is_integer():
+            return np.array([0.0, 1.0])
+        up = {"round_prefer_floor": ratio > 0.5, "round_prefer_ceil": ratio >= 0.5,
+              "floor": False, "ceil": True}[nearest_mode]
+        return np.array([0.0, 1.0]) if up else np.array([1.0, 0.0])
+    if mode == "linear":
+        if not antialias:
+            return np.array([1 - ratio, ratio])
+        s = min(scale, 1.0)
+        start = int(np.floor(-1 / s) + 1)
+        c = np.clip(1 - np.abs((np.arange(start, 2 - start) - ratio) * s), 0, 1)
+        return c / c.sum()
+    if not antialias:  # cubic
+        r1, r0 = ratio + 1, 1 - ratio
+        return np.array([((a * r1 - 5 * a) * r1 + 8 * a) * r1 - 4 * a,
+                         ((a + 2) * ratio - (a + 3)) * ratio * ratio + 1,
+                         ((a + 2) * r0 - (a + 3)) * r0 * r0 + 1,
+                         ((a * (r0 + 1) - 5 * a) * (r0 + 1) + 8 * a) * (r0 + 1) - 4 * a])
+    s = min(scale, 1.0)
+
+    def k(x: float) -> float:
+        x = abs(x)
+        if x <= 1:
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0.0
+
+    i0 = int(np.floor(-2 / s) + 1)
+    c = np.array([k(s * (i - ratio)) for i in range(i0, 2 - i0)])
+    return c / c.sum()
+
+
+def resize_axis_taps(n_in: int, n_out: int, axis: int, a: dict[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One axis of a resize: (idx [n_out, T] in 0..n_in-1, weights [n_out, T] float64,
+    extrapolated [n_out] bool), or None when the axis is the identity (ONNX's rule: scale 1,
+    same size, trivial roi).  Nearest modes keep the single tap of weight 1."""
+    scale = float(a["scales"][axis])
+    r = len(a["scales"])
+    roi = a["roi"]
+    lo, hi = (float(roi[axis]), float(roi[axis + r])) if roi else (0.0, 1.0)
+    if math.isclose(scale, 1.0) and n_out == n_in and (
+            not roi or (math.isclose(lo, 0.0) and math.isclose(hi, 1.0))):
+        return None
+    coord, out_w = a["coordinate_transformation_mode"], scale * n_in
+    y = np.arange(n_out, dtype=np.float64)
+    extrap = np.zeros(n_out, np.bool_)
+    if coord == "align_corners":
+        x = np.zeros(n_out) if out_w == 1 else y * (n_in - 1) / (out_w - 1)
+    elif coord == "asymmetric":
+        x = y / scale
+    elif coord == "tf_crop_and_resize":
+        x = (np.full(n_out, (hi - lo) * (n_in - 1) / 2) if out_w == 1
+             else y * (hi - lo) * (n_in - 1) / (out_w - 1)) + lo * (n_in - 1)
+        extrap = (x < 0) | (x > n_in - 1)
+    elif coord == "pytorch_half_pixel":
+        x = np.full(n_out, -0.5) if out_w == 1 else (y + 0.5) / scale - 0.5
+    elif coord == "half_pixel":
+        x = (y + 0.5) / scale - 0.5
+    elif coord == "half_pixel_symmetric":
+        x = n_in / 2 * (1 - n_out / out_w) + (y + 0.5) / scale - 0.5
+    else:
+        raise ValueError(f"resize: unknown coordinate_transformation_mode {coord!r}")
+    xi = np.floor(x).astype(np.int64)
+    ratios = np.where(x == xi, 1.0, x - xi)
+    coeffs = np.stack([_resize_coeffs(a["mode"], float(t), scale, a["cubic_coeff_a"],
+                                      a["nearest_mode"], a["antialias"]) for t in ratios]
+                      ) if n_out else np.zeros((0, 2))
+    n = coeffs.shape[1]
+    pad = -(-n // 2)
+    xp = x + pad
+    p = np.floor(xp).astype(np.int64)
+    frac = xp - p
+    if n % 2 == 0:
+        off = np.where(frac == 0, -(n // 2), -(n // 2) + 1)
+    else:
+        off = np.where(frac <= 0.5, -((n - 1) // 2), -((n - 1) // 2) + 1)
+    idx = (p + off)[:, None] + np.arange(n)[None, :] - pad
+    if a["exclude_outside"]:
+        coeffs = np.where((idx < 0) | (idx >= n_in), 0.0, coeffs)
+        tot = coeffs.sum(axis=-1, keepdims=True)
+        coeffs = coeffs / np.where(tot == 0, 1.0, tot)
+    idx = np.clip(idx, 0, n_in - 1)
+    if a["mode"] == "nearest":  # one tap: the neighbour of weight 1
+        pick = np.argmax(coeffs, axis=1)[:, None] if n_out else np.zeros((0, 1), np.int64)
+        idx = np.take_along_axis(idx, pick, 1)
+        coeffs = np.ones(idx.shape)
+    return idx, coeffs, extrap
+
+
+def _resize_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[0].dtype, tuple(a["sizes"]))]
+
+
+_RESIZE_ATTRS = {"sizes": REQUIRED, "scales": REQUIRED, "roi": [], "mode": "nearest",
+                 "coordinate_transformation_mode": "half_pixel",
+                 "nearest_mode": "round_prefer_floor", "cubic_coeff_a": -0.75,
+                 "exclude_outside": 0, "extrapolation_value": 0.0, "antialias": 0}
+
+
+@register("resize", Group.NONLINEAR, _resize_infer, attrs=_RESIZE_ATTRS)
+def _resize(x: np.ndarray, **a: Any) -> np.ndarray:
+    """ONNX Resize with static output ``sizes`` and per-axis ``scales`` (all axes): per
+    axis y[o] = sum_t w[o, t] * x[idx[o, t]] (:func:`resize_axis_taps`), axis after axis in
+    float64; extrapolation_value where any axis is extrapolated; cast back to x's dtype."""
+    res = x.astype(np.float64)
+    ext = np.zeros(tuple(a["sizes"]), np.bool_)
+    for ax in range(x.ndim):
+        taps = resize_axis_taps(x.shape[ax], a["sizes"][ax], ax, a)
+        if taps is None:
+            continue
+        idx, w, e = taps
+        g = np.take(res, idx, axis=ax)
+        wshape = (1,) * ax + w.shape + (1,) * (x.ndim - ax - 1)
+        res = (g * w.reshape(wshape)).sum(axis=ax + 1)
+        ext |= e.reshape((1,) * ax + (-1,) + (1,) * (x.ndim - ax - 1))
+    res = np.where(ext, a["extrapolation_value"], res)
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        res = np.clip(np.rint(res), info.min, info.max)
+    return res.astype(x.dtype)
+
+
+def _topk_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    shape = list(ts[0].shape)
+    shape[a["axis"]] = a["k"]
+    return [TensorType(ts[0].dtype, tuple(shape)), TensorType("i64", tuple(shape))]
+
+
+def topk_order(x: np.ndarray, axis: int, k: int, largest: int) -> np.ndarray:
+    """Indices of the k largest (smallest) along ``axis``; equal values: lower index first
+    (a stable sort of the value ranks, exact for every dtype)."""
+    _, rank = np.unique(x, return_inverse=True)
+    key = rank.reshape(x.shape).astype(np.int64)
+    order = np.argsort(-key if largest else key, axis=axis, kind="stable")
+    return np.take(order, np.arange(k), axis=axis)
+
+
+@register("topk", Group.REDUCTION, _topk_infer,
+          attrs={"axis": REQUIRED, "k": REQUIRED, "largest": 1}, num_outputs=lambda a: 2)
+def _topk(x: np.ndarray, axis: int, k: int, largest: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of the k largest (largest=1) or smallest elements along ``axis``,
+    sorted; equal values: the lower index first (ONNX TopK)."""
+    idx = topk_order(x, axis, k, largest).astype(np.int64)
+    return np.take_along_axis(x, idx, axis=axis), idx
+
+
+def _scatter_apply(y: np.ndarray, pos: np.ndarray, upd: np.ndarray, reduction: str) -> None:
+    """y.flat[pos[j]] = combine(y.flat[pos[j]], upd[j]) for j in order (later writes win)."""
+    flat = y.reshape(-1)
+    fn = {"none": lambda o, v: v, "add": lambda o, v: o + v, "mul": lambda o, v: o * v,
+          "max": max, "min": min}[reduction]
+    wrap = np.iinfo(y.dtype) if y.dtype.kind in "iu" else None
+    for p, u in zip(pos.reshape(-1).tolist(), upd.reshape(-1).tolist(), strict=True):
+        v = fn(flat[p].item(), u)
+        if wrap is not None:  # integers wrap in the element type (the kernels' stores)
+            v = (int(v) - wrap.min) % (1 << wrap.bits) + wrap.min
+        flat[p] = v
+
+
+def scatter_elements_positions(shape: tuple[int, ...], idx: np.ndarray, axis: int
+                               ) -> np.ndarray:
+    """Flat positions in data of ScatterElements' updates (indices clamped as gather's)."""
+    g = clamp_index(idx, shape[axis])
+    coords = list(np.indices(idx.shape))
+    coords[axis] = g
+    return np.ravel_multi_index(tuple(coords), shape) if idx.size else np.zeros(idx.shape,
+                                                                               np.int64)
+
+
+def scatter_nd_positions(shape: tuple[int, ...], idx: np.ndarray) -> np.ndarray:
+    """Flat element offsets of each ScatterND slice start (indices clamped as gather's);
+    shape idx.shape[:-1]."""
+    k = idx.shape[-1]
+    st = np.asarray([math.prod(shape[d + 1:]) for d in range(k)], np.int64)
+    g = np.stack([clamp_index(idx[..., d], shape[d]) for d in range(k)], -1) if k else idx
+    return (g.astype(np.int64) * st).sum(-1)
+
+
+@_movement("scatter_elements", (3, 3), {"axis": REQUIRED, "reduction": "none"})
+def _scatter_elements(x: np.ndarray, idx: np.ndarray, upd: np.ndarray, axis: int,
+                      reduction: str) -> np.ndarray:
+    """y = x; then for each j in row-major order: y[j with the axis coordinate replaced by
+    clamp_index(idx[j])] = combine(that, upd[j]) (none: upd[j]; add, mul, max, min)."""
+    y = np.array(x, copy=True)
+    _scatter_apply(y, scatter_elements_positions(x.shape, idx, axis), upd, reduction)
+    return y
+
+
+@_movement("scatter_nd", (3, 3), {"reduction": "none"})
+def _scatter_nd(x: np.ndarray, idx: np.ndarray, upd: np.ndarray, reduction: str) -> np.ndarray:
+    """y = x; then for each index tuple j in row-major order: the slice
+    y[clamp(idx[j, 0]), ..., clamp(idx[j, k-1]), ...] = combine(it, upd[j])."""
+    y = np.array(x, copy=True)
+    k = idx.shape[-1]
+    inner = math.prod(x.shape[k:])
+    pos = scatter_nd_positions(x.shape, idx)[..., None] + np.arange(inner)
+    _scatter_apply(y, pos, upd, reduction)
+    return y
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
