@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from opmlc import __version__
+from opmlc.backend import lower_index  # noqa: F401 - registers resize/topk/scatter lowerings
 from opmlc.backend.fuse import fuse_requant, fuse_residual
 from opmlc.backend.kernel import Kernel
 from opmlc.backend.llvmgen import gen_module

@@ -16,7 +16,7 @@ Public API::
 # when this package is imported, explicitly here, so that every user of the IR (the text
 # form, the verifier, the interpreters, the backend) sees the q.* ops without importing
 # the quantizer.
-from opmlc.ir import intops
+from opmlc.ir import intops, intops_index  # noqa: F401 - registers q.resize, q.topk
 from opmlc.ir.graph import DTYPES, FLOAT_DTYPES, Graph, Node, TensorType, const_digest, dtype_name
 from opmlc.ir.interp import evaluate
 from opmlc.ir.intops import INT_DTYPES, INT_OPS, is_int_op

@@ -987,6 +987,58 @@ def _lrn(q: _Q, n: Node) -> None:
     _mul_act(q, x, y + ".p", y)
 
 
+@rule("resize")
+def _resize(q: _Q, n: Node) -> None:
+    """q.resize in the input's params: nearest copies codes; linear / cubic interpolate
+    them with exact integer weights (``intops_index.resize_int_taps``), the result
+    saturating in the input's dtype (cubic may overshoot); extrapolated points hold the
+    code of extrapolation_value."""
+    qx, px = q.get(n.inputs[0])
+    a = {k: v for k, v in n.attrs.items() if k != "extrapolation_value"}
+    ev = n.attrs["extrapolation_value"]
+    dt = q.out.types[qx].dtype
+    lo, hi = int_range(dt)
+    if px is None:
+        fill, zp = int(np.clip(np.rint(ev), lo, hi)), 0
+    else:
+        fill, zp = int(np.clip(px.quantize(np.asarray(ev)), lo, hi)), px.zero_point
+    y = q.emit("q.resize", [qx], {**a, "x_zp": zp, "zp": zp, "fill": fill, "dtype": dt},
+               n.outputs[0])[0]
+    q.set(n.outputs[0], y, px)
+
+
+@rule("topk")
+def _topk(q: _Q, n: Node) -> None:
+    """Selection on the codes (scale > 0 keeps the order): values keep the input's params,
+    indices are plain integers."""
+    qx, px = q.get(n.inputs[0])
+    outs = _rename(q, q.emit("q.topk", [qx], n.attrs, n.outputs[0], 2), list(n.outputs))
+    q.set(n.outputs[0], outs[0], px)
+    q.set(n.outputs[1], outs[1], None)
+
+
+@rule("scatter_elements", "scatter_nd")
+def _scatter(q: _Q, n: Node) -> None:
+    """The movement op on codes, data and updates in one set of params (the union of their
+    ranges and the output's); none / max / min are exact there, add when the zero point is
+    0 (the fixed scheme), mul of reals is refused."""
+    data, idx, upd = n.inputs
+    fout, red = n.outputs[0], n.attrs["reduction"]
+    if not q.is_float(fout):
+        return _movement(q, n)
+    if red == "mul":
+        raise QuantizeError(f"{n.op} -> {fout}: reduction 'mul' of real tensors is not "
+                            "quantized (a product needs a rescale per update); use the "
+                            "float engine or reduction none/add/max/min")
+    rs = [q.value_range(v) for v in (data, upd, fout)]
+    p = q.pol.act(min(r[0] for r in rs), max(r[1] for r in rs))
+    if red == "add" and p.zero_point != 0:
+        raise QuantizeError(f"{n.op} -> {fout}: reduction 'add' needs a zero point of 0 "
+                            f"(params here have {p.zero_point}); compile with --scheme fixed")
+    ins = [q.convert(data, p, fout + ".data"), q.get(idx)[0], q.convert(upd, p, fout + ".upd")]
+    q.set(fout, q.emit(n.op, ins, n.attrs, fout)[0], p)
+
+
 # ---------------------------------------------------------------- driver
 
 
