@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from opmlc.backend.compile import compile_graph
 from opmlc.ir.graph import Graph, Node, TensorType
-from opmlc.ir.ops import infer_types
+from opmlc.ir.ops import canonical_attrs, infer_types
 from opmlc.quantize.interp import evaluate_int, verify_int
 from opmlc_runtime.engines import Program
 
@@ -216,6 +216,32 @@ RECORDS = [
         {"equation": "ik,jk->ji", "a_zp": 0, "b_zp": 0}),
     Rec("argmax_last", "q.argmax", {"x": I("i8", (4, 3), -1, 1)},
         {"axis": 0, "keepdims": 0, "select_last_index": 1}),
+    Rec("resize_linear", "q.resize", {"x": I("i16", (1, 2, 3, 4))},
+        canonical_attrs("q.resize", {"sizes": [1, 2, 5, 7], "scales": [1.0, 1.0, 5 / 3, 7 / 4],
+                                     "mode": "linear", "x_zp": 3, "zp": 3, "dtype": "i16"})),
+    Rec("resize_cubic_crop", "q.resize", {"x": I("i8", (1, 1, 4, 4))},
+        canonical_attrs("q.resize", {
+            "sizes": [1, 1, 3, 3], "scales": [1.0, 1.0, 0.75, 0.75], "mode": "cubic",
+            "roi": [0, 0, 0.4, 0.6, 1, 1, 1.2, 0.7],
+            "coordinate_transformation_mode": "tf_crop_and_resize", "fill": -5, "x_zp": -1,
+            "zp": -1, "dtype": "i8"})),
+    Rec("resize_nearest", "q.resize", {"x": I("u8", (2, 3, 2))},
+        canonical_attrs("q.resize", {"sizes": [2, 6, 5], "scales": [1.0, 2.0, 2.5],
+                                     "coordinate_transformation_mode": "asymmetric",
+                                     "nearest_mode": "floor", "dtype": "u8"})),
+    Rec("topk_largest", "q.topk", {"x": I("i8", (3, 7), -2, 2)},
+        {"axis": 1, "k": 4, "largest": 1}, n_out=2),
+    Rec("topk_smallest", "q.topk", {"x": I("i16", (5, 2, 3), -3, 3)},
+        {"axis": 0, "k": 3, "largest": 0}, n_out=2),
+    Rec("scatter_elements_add", "scatter_elements",
+        {"x": I("i16", (3, 4)), "i": I("i64", (2, 4), -4, 3), "u": I("i16", (2, 4))},
+        {"axis": 1, "reduction": "add"}),
+    Rec("scatter_nd_max", "scatter_nd",
+        {"x": I("i8", (4, 3, 2)), "i": I("i64", (2, 2, 1), -4, 3), "u": I("i8", (2, 2, 3, 2))},
+        {"reduction": "max"}),
+    Rec("scatter_nd_none", "scatter_nd",
+        {"x": I("i32", (4, 3)), "i": I("i32", (3, 2), -4, 3), "u": I("i32", (3,))},
+        {"reduction": "none"}),
 ]
 
 _PROGRAMS: dict[str, tuple[Graph, Program]] = {}
