@@ -70,8 +70,7 @@ def resize_int_taps(in_shape: tuple[int, ...], a: dict[str, Any]
     flat_idx = np.zeros((n_out, tcount), np.int64)
     flat_w = np.ones((n_out, tcount), np.int64)
     flat_ext = np.zeros(n_out, np.bool_)
-    grids = np.indices(out[first:]).reshape(r - first, -1) if n_out else np.zeros(
-        (r - first, 0), np.int64)
+    grids = np.indices(out[first:]).reshape(r - first, n_out)
     for k, combo in enumerate(itertools.product(*(range(p[0].shape[1]) for p in per_axis))):
         for j, (t, p) in enumerate(zip(combo, per_axis, strict=True)):
             o = grids[j]

@@ -23,7 +23,7 @@ from opmlc.errors import OpmlcError
 from opmlc.ir import intops
 from opmlc.ir.graph import FLOAT_DTYPES, Graph, Node, TensorType, dtype_name
 from opmlc.ir.interp import evaluate
-from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types
+from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types, resize_axis_taps
 from opmlc.quantize.masks import fold_masks, is_mask
 from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
 from opmlc_runtime.dtypes import int_range
@@ -987,6 +987,9 @@ def _lrn(q: _Q, n: Node) -> None:
     _mul_act(q, x, y + ".p", y)
 
 
+RESIZE_WEIGHT_BITS = 28  # fraction bits of a q.resize's product weights (all axes)
+
+
 @rule("resize")
 def _resize(q: _Q, n: Node) -> None:
     """q.resize in the input's params: nearest copies codes; linear / cubic interpolate
@@ -1002,8 +1005,12 @@ def _resize(q: _Q, n: Node) -> None:
         fill, zp = int(np.clip(np.rint(ev), lo, hi)), 0
     else:
         fill, zp = int(np.clip(px.quantize(np.asarray(ev)), lo, hi)), px.zero_point
-    y = q.emit("q.resize", [qx], {**a, "x_zp": zp, "zp": zp, "fill": fill, "dtype": dt},
-               n.outputs[0])[0]
+    shape = q.g.types[n.inputs[0]].shape
+    nax = sum(resize_axis_taps(shape[d], a["sizes"][d], d, n.attrs) is not None
+              for d in range(len(shape)))
+    fb = min(16, RESIZE_WEIGHT_BITS // max(nax, 1))  # |sum| < 1.5^nax 2^(F nax) 2^32 < 2^63
+    y = q.emit("q.resize", [qx], {**a, "x_zp": zp, "zp": zp, "fill": fill, "dtype": dt,
+                                  "frac_bits": fb}, n.outputs[0])[0]
     q.set(n.outputs[0], y, px)
 
 
