@@ -133,6 +133,7 @@ def test_topk(axis: int, k: int, largest: int) -> None:
     ("ScatterND", "none", np.array([[0, 2], [3, 1]], np.int64)),
 ])
 def test_scatter(op: str, reduction: str, idx: np.ndarray) -> None:
+    """norm:scatter-order: duplicate and negative indices, updates applied in order."""
     data = (R.integers(-8, 8, (4, 3)) / 4).astype(np.float32)
     if op == "ScatterElements":
         upd_shape = idx.shape
@@ -231,7 +232,8 @@ def _q_resize_graph(shape: tuple, sizes: list, mode: str, coord: str, dtype: str
        zp=st.integers(-20, 20), seed=st.integers(0, 2**32 - 1))
 def test_q_resize_hypothesis(h: int, w: int, oh: int, ow: int, mode: str, coord: str, zp: int,
                              seed: int) -> None:
-    """q.resize over random shapes, modes and coordinate maps: ref == native == vm."""
+    """norm:resize-taps, norm:resize-weights: q.resize over random shapes, modes and
+    coordinate maps: ref == native == vm."""
     g = _q_resize_graph((2, h, w), [2, oh, ow], mode, coord, "i8", zp)
     x = np.random.default_rng(seed).integers(-128, 128, (2, h, w)).astype(np.int8)
     check_graph(g, {"x": x})
@@ -241,7 +243,8 @@ def test_q_resize_hypothesis(h: int, w: int, oh: int, ow: int, mode: str, coord:
 @given(n=st.integers(1, 7), k=st.integers(1, 7), largest=st.integers(0, 1),
        seed=st.integers(0, 2**32 - 1))
 def test_q_topk_hypothesis(n: int, k: int, largest: int, seed: int) -> None:
-    """q.topk with many ties (codes in -2..2): ref == native == vm, and the order is onnx's."""
+    """norm:topk-order: q.topk with many ties (codes in -2..2): ref == native == vm, and the
+    order is onnx's."""
     k = min(k, n)
     g = Graph()
     g.inputs = ["x"]
