@@ -162,6 +162,8 @@ class Program:
         self._pending: weakref.ref | None = None  # last result with a lazy root on _mem
         self._writable: list[tuple[int, int]] | None = None
         self._flags: bytes | None = None
+        self._pristine = None  # merkle.SavedRanges: the image's writable bytes and tree
+        self._leaf_ranges: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def load(cls, path: str) -> Program:
@@ -363,7 +365,7 @@ class Program:
         self.check_names(inputs)
         data = [(int(sig["address"]), self.encode_input(sig, inputs)) for sig in self.inputs]
         mem = self._mem
-        if restore:
+        if restore and not (self._pristine is not None and mem.restore_ranges(self._pristine)):
             img = np.frombuffer(self.art.image, np.uint8)
             buf = mem.buffer
             for a, n in self._writable_ranges():
@@ -373,6 +375,8 @@ class Program:
                 if max(a, m) < e:
                     buf[max(a, m):e] = 0
                 mem.mark_dirty(a, n)
+            # the image's tree over those bytes, kept: later restores copy it, not rehash
+            self._pristine = mem.save_ranges(self._writable_ranges())
         for a, raw in data:
             mem.load_image(a, raw)
         return mem
@@ -431,7 +435,9 @@ class Program:
             nat.run_all(base, self._split_flags())
             for a, n in self._writable_ranges():
                 mem.mark_dirty(a, n)
-        for k, n in enumerate(self.nodes if commit or capture else ()):
+        elif commit and not capture:  # node roots hashed by the driver, node by node
+            roots = self._trace_native(nat, mem)
+        for k, n in enumerate(self.nodes if (commit and not roots) or capture else ()):
             par = bool(n.get("parallel")) and int(n["steps"]) >= PARALLEL_MIN_STEPS
             nat.run_node(k, base, par)
             for r in n["writes"]:
@@ -450,6 +456,40 @@ class Program:
         if shared:  # a root still to hash reads this buffer: settle it before the next run
             self._pending = weakref.ref(res)
         return res
+
+    def _node_leaf_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(roff, rlh): node k's write regions as leaf ranges rlh[2j], rlh[2j + 1] for j
+        in [roff[k], roff[k + 1]) (the layout NativeModule.trace_all reads)."""
+        if self._leaf_ranges is None:
+            off, lh = [0], []
+            for n in self.nodes:
+                for a, b in n["writes"]:
+                    if int(b):
+                        lh += [int(a) // 32, (int(a) + int(b) - 1) // 32 + 1]
+                off.append(len(lh) // 2)
+            self._leaf_ranges = (np.array(off, np.int64), np.array(lh or [0], np.int64))
+        return self._leaf_ranges
+
+    def _trace_native(self, nat, mem: Memory) -> list[bytes]:
+        """Run every node and hash its writes' Merkle paths after it in one native call
+        per thread (NativeModule.trace_all); the S_k roots. [] (nothing run) when the
+        keccak JIT or the dense tree is unavailable: the caller goes node by node."""
+        from opmlc_runtime.keccak import update_part_address
+
+        upd = update_part_address()
+        tree = mem.native_levels() if upd is not None and self.nodes else None
+        if tree is None:
+            return []
+        ptrs, top = tree
+        roff, rlh = self._node_leaf_ranges()
+        tops = np.zeros((len(self.nodes), 32), np.uint8)
+        try:
+            nat.trace_all(mem.buffer.ctypes.data, self._split_flags(), upd, ptrs.ctypes.data,
+                          top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data)
+        finally:
+            mem.levels_changed()
+        return [state_root(self.boundary_core(k), mem.root_over_top(tops[k].tobytes()))
+                for k in range(len(self.nodes))]
 
     def _run_vm(self, inputs: dict[str, np.ndarray], commit: bool,
                 capture: bool = False, engine: str = "vm") -> RunResult:

@@ -29,6 +29,7 @@ from .keccak import hash_pairs, keccak256_64, path_update_fn
 __all__ = [
     "MAX_DEPTH",
     "Memory",
+    "SavedRanges",
     "merkle_root_of",
     "root_from_proof",
     "verify_proof",
@@ -153,6 +154,7 @@ class Memory:
         self._snodes: dict[tuple[int, int], bytes] = {}  # (level, j) -> node, off the dense part
         self._sparse_dirty: set[int] = set()
         self._root: bytes | None = None
+        self._upper_stale = False  # node(_top, 0) changed outside _update (native hashing)
 
     # --- properties -----------------------------------------------------------------
 
@@ -363,7 +365,8 @@ class Memory:
     def _update(self) -> None:
         if self._root is not None:
             return
-        dense_changed = bool(self._dirty)
+        dense_changed = bool(self._dirty) or self._upper_stale
+        self._upper_stale = False
         if self._dirty:
             ranges, self._dirty = self._dirty, []
             if sum(hi - lo for lo, hi in ranges) <= _FEW:
@@ -458,4 +461,86 @@ class Memory:
         new._snodes = dict(self._snodes)
         new._sparse_dirty = set(self._sparse_dirty)
         new._root = self._root
+        new._upper_stale = self._upper_stale
         return new
+
+    # --- native hashing and saved subtrees -----------------------------------------
+
+    def native_levels(self) -> tuple[np.ndarray, int] | None:
+        """(int64 addresses of the dense level arrays, _top) with the tree up to date, for
+        native code that rewrites buffer bytes and rehashes their paths itself (keccak's
+        merkle_update_part) and then calls ``levels_changed``; None when a sparse leaf
+        exists (the nodes above _top would not be Z's)."""
+        if self._sparse or self._snodes and any(j for _, j in self._snodes):
+            return None
+        self._update()
+        return self._level_ptrs(), self._top
+
+    def levels_changed(self) -> None:
+        """The dense levels were brought up to date outside ``_update``: the path above
+        node(_top, 0) is rehashed by the next ``root``."""
+        self._root = None
+        self._upper_stale = True
+
+    def root_over_top(self, top_node: bytes) -> bytes:
+        """node(D, 0) of a memory whose dense part's top node is ``top_node`` and which
+        has nothing above it (``native_levels`` not None): fold with Z[_top .. D-1]."""
+        h = bytes(top_node)
+        for level in range(self._top, self._depth):
+            h = keccak256_64(h, self._z[level])
+        return h
+
+    def save_ranges(self, ranges: list[tuple[int, int]]) -> SavedRanges:
+        """The bytes of ``ranges`` ((addr, nbytes) inside the buffer) and the tree nodes
+        above them, taken now (the tree is brought up to date first), for
+        ``restore_ranges``."""
+        self._update()
+        return SavedRanges(self, ranges)
+
+    def restore_ranges(self, saved: SavedRanges) -> bool:
+        """Put back the bytes of ``saved``'s ranges and every tree node whose leaves lie
+        wholly inside one of them; only the two boundary paths of each range are left
+        to rehash (and dirty ranges wholly inside are dropped), so a restore costs a
+        copy, not a rehash. Exact whatever changed outside the ranges. False (nothing
+        done) when the levels were reallocated since the save."""
+        if saved.levels is not self._levels:
+            return False
+        buf = self._buf
+        for (a, n), data in zip(saved.ranges, saved.bytes_, strict=True):
+            buf[a:a + n] = data
+        for level, rows in enumerate(saved.nodes, start=1):
+            dst = self._levels[level]
+            for (lo, hi), data in zip(saved.spans[level], rows, strict=True):
+                dst[lo:hi] = data
+        inside = saved.leaf_spans
+        keep = [(lo, hi) for lo, hi in self._dirty
+                if not any(a <= lo and hi <= b for a, b in inside)]
+        self._dirty = keep
+        for a, n in saved.ranges:
+            if n:
+                self._dirty.append((a // LEAF, a // LEAF + 1))
+                self._dirty.append(((a + n - 1) // LEAF, (a + n - 1) // LEAF + 1))
+        self._root = None
+        return True
+
+
+class SavedRanges:
+    """Byte ranges of a Memory and the level rows wholly above them (Memory.save_ranges)."""
+
+    def __init__(self, mem: Memory, ranges: list[tuple[int, int]]) -> None:
+        self.levels = mem._levels  # noqa: SLF001 - valid while these arrays are the tree
+        self.ranges = [(int(a), int(n)) for a, n in ranges]
+        for a, n in self.ranges:
+            if a < 0 or n < 0 or a + n > mem.allocated:
+                raise ValueError(f"range [{a:#x}, {a + n:#x}) outside the buffer")
+        buf = mem.buffer
+        self.bytes_ = [buf[a:a + n].copy() for a, n in self.ranges]
+        # leaves wholly inside each range, and per level the rows wholly above them
+        self.leaf_spans = [(-(-a // LEAF), (a + n) // LEAF) for a, n in self.ranges]
+        self.spans: list[list[tuple[int, int]]] = [[]]
+        self.nodes: list[list[np.ndarray]] = []
+        for level in range(1, len(self.levels)):
+            spans = [(-(-lo >> level), hi >> level) for lo, hi in self.leaf_spans]
+            spans = [(lo, hi) if lo < hi else (0, 0) for lo, hi in spans]
+            self.spans.append(spans)
+            self.nodes.append([self.levels[level][lo:hi].copy() for lo, hi in spans])

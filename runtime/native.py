@@ -165,12 +165,112 @@ def driver_ir(n_nodes: int, triple: str) -> str:
             f"end{k}:",
         ]
     lines += ["  ret void", "}", ""]
+    lines += _trace_driver_lines(n_nodes)
     if has_yield:
         lines.append("declare i32 @sched_yield()")
     if pause:
         lines.append("declare void @llvm.x86.sse2.pause()")
     lines += ["attributes #90 = { noinline }", ""]
     return "\n" + "\n".join(lines)
+
+
+TRACE_DRIVER = "opmlc_trace_all"
+_TraceDriver = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _trace_driver_lines(n_nodes: int) -> list[str]:
+    """``void opmlc_trace_all(ptr base, i64 part, i64 nparts, ptr flags, ptr sync,
+    ptr update, ptr levels, i64 top, ptr roff, ptr rlh, ptr tops, ptr hsync)``: the nodes
+    in order as ``opmlc_run_all`` runs them, and after node k (all parts past the
+    barrier) the Merkle paths of its writes: for j in [roff[k], roff[k+1]) every part
+    calls ``update(levels, top, rlh[2j], rlh[2j+1], part, nparts, hsync)`` (the keccak
+    JIT's merkle_update_part: dirty leaf range [lo, hi) up to level ``top``, split over
+    the parts while a level is wide); then part 0 copies node(top, 0) to
+    ``tops[32k : 32k + 32]`` and the parts meet at the barrier again, so node k + 1
+    writes nothing that is still being hashed. Node roots with one native call per
+    thread: no per-node or per-level Python."""
+    lines = [
+        "define internal void @opmlc_hash_node(ptr %upd, ptr %levels, i64 %top, ptr %roff,",
+        "    ptr %rlh, i64 %k, i64 %part, i64 %nparts, ptr %hsync, ptr %sync, ptr %tops) {",
+        "entry:",
+        "  %oa = getelementptr i64, ptr %roff, i64 %k",
+        "  %a = load i64, ptr %oa, align 8",
+        "  %k1 = add i64 %k, 1",
+        "  %ob = getelementptr i64, ptr %roff, i64 %k1",
+        "  %b = load i64, ptr %ob, align 8",
+        "  br label %head",
+        "head:",
+        "  %j = phi i64 [ %a, %entry ], [ %j1, %body ]",
+        "  %more = icmp slt i64 %j, %b",
+        "  br i1 %more, label %body, label %done",
+        "body:",
+        "  %j2 = mul i64 %j, 2",
+        "  %lp = getelementptr i64, ptr %rlh, i64 %j2",
+        "  %lo = load i64, ptr %lp, align 8",
+        "  %hp = getelementptr i64, ptr %lp, i64 1",
+        "  %hi = load i64, ptr %hp, align 8",
+        "  call void %upd(ptr %levels, i64 %top, i64 %lo, i64 %hi, i64 %part, i64 %nparts,"
+        " ptr %hsync)",
+        "  %j1 = add i64 %j, 1",
+        "  br label %head",
+        "done:",
+        "  %p0 = icmp eq i64 %part, 0",
+        "  br i1 %p0, label %copy, label %meet",
+        "copy:",
+        "  %tlp = getelementptr ptr, ptr %levels, i64 %top",
+        "  %tl = load ptr, ptr %tlp, align 8",
+        "  %v = load <4 x i64>, ptr %tl, align 1",
+        "  %to = mul i64 %k, 32",
+        "  %tp = getelementptr i8, ptr %tops, i64 %to",
+        "  store <4 x i64> %v, ptr %tp, align 1",
+        "  br label %meet",
+        "meet:",
+        "  %multi = icmp sgt i64 %nparts, 1",
+        "  br i1 %multi, label %bar, label %end",
+        "bar:",
+        "  call void @opmlc_barrier(ptr %sync, i64 %nparts)",
+        "  br label %end",
+        "end:",
+        "  ret void",
+        "}",
+        "",
+        f"define void @{TRACE_DRIVER}(ptr %base, i64 %part, i64 %nparts, ptr %flags, "
+        "ptr %sync, ptr %upd, ptr %levels, i64 %top, ptr %roff, ptr %rlh, ptr %tops, "
+        "ptr %hsync) {",
+        "entry:",
+        "  %multi = icmp sgt i64 %nparts, 1",
+        "  %p0 = icmp eq i64 %part, 0",
+    ]
+    for k in range(n_nodes):
+        lines += [
+            f"  br label %n{k}",
+            f"n{k}:",
+            f"  %fp{k} = getelementptr i8, ptr %flags, i64 {k}",
+            f"  %f{k} = load i8, ptr %fp{k}, align 1",
+            f"  %s{k} = icmp ne i8 %f{k}, 0",
+            f"  br i1 %s{k}, label %par{k}, label %one{k}",
+            f"par{k}:",
+            f"  call void @node_{k}(ptr %base, i64 %part, i64 %nparts) #90",
+            f"  br label %sync{k}",
+            f"one{k}:",
+            f"  br i1 %p0, label %run{k}, label %sync{k}",
+            f"run{k}:",
+            f"  call void @node_{k}(ptr %base, i64 0, i64 1) #90",
+            f"  br label %sync{k}",
+            f"sync{k}:",
+            f"  br i1 %multi, label %bar{k}, label %hash{k}",
+            f"bar{k}:",
+            "  call void @opmlc_barrier(ptr %sync, i64 %nparts)",
+            f"  br label %hash{k}",
+            f"hash{k}:",
+            "  call void @opmlc_hash_node(ptr %upd, ptr %levels, i64 %top, ptr %roff, "
+            f"ptr %rlh, i64 {k}, i64 %part, i64 %nparts, ptr %hsync, ptr %sync, ptr %tops)",
+        ]
+    lines += ["  ret void", "}", ""]
+    return lines
 
 
 # A primitive the kernels may call (spec/OPVM.md 5.1); the runtime defines it for the host.
@@ -292,6 +392,8 @@ class NativeModule:
         self.fns = [_Fn(self.engine.get_function_address(f"node_{k}")) for k in range(n_nodes)]
         self.n_nodes = n_nodes
         self._run_all = _Driver(self.engine.get_function_address(DRIVER))
+        self._trace_all = _TraceDriver(self.engine.get_function_address(TRACE_DRIVER))
+        self._hsync = (ctypes.c_int64 * 16)()  # the hashing's barrier words
         # barrier words: arrivals at offset 0, generation at offset 64 (own cache lines)
         self._sync = (ctypes.c_int64 * 16)()
         # one run at a time: the parts' scratch panels and the barrier are per module
@@ -315,6 +417,28 @@ class NativeModule:
             for f in futs:
                 f.result()
 
+    def trace_all(self, base: int, flags: bytes, update: int, levels: int, top: int,
+                  roff: int, rlh: int, tops: int) -> None:
+        """``run_all`` with every node's Merkle paths rehashed after it (``update``: the
+        address of the keccak JIT's merkle_update_part; ``levels``: the tree's level
+        pointers, ``top`` its dense top level; node k's dirty leaf ranges are the pairs
+        ``rlh[2j], rlh[2j + 1]`` for j in [roff[k], roff[k + 1])): node(top, 0) after node
+        k lands in ``tops[32k : 32k + 32]``. The same bytes and nodes as ``run_node`` then
+        ``Memory.root`` node by node. Every thread takes part, whatever the flags."""
+        n = threads()
+        fl = ctypes.c_char_p(flags)
+        sync, hsync = ctypes.addressof(self._sync), ctypes.addressof(self._hsync)
+        args = (fl, sync, update, levels, top, roff, rlh, tops, hsync)
+        with self._busy:
+            if n <= 1:
+                self._trace_all(base, 0, 1, *args)
+                return
+            pool = _get_pool()
+            futs = [pool.submit(self._trace_all, base, p, n, *args) for p in range(1, n)]
+            self._trace_all(base, 0, n, *args)
+            for f in futs:
+                f.result()
+
     def run_node(self, k: int, base: int, parallel: bool = False) -> None:
         """Run node k on the buffer at address ``base``."""
         fn = self.fns[k]
@@ -331,5 +455,5 @@ class NativeModule:
 
 
 __all__ = ["DPBUSD_DECL", "DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule",
-           "PARALLEL_MIN_STEPS", "cache_dir", "driver_ir", "object_cache", "set_threads",
-           "threads", "vnni", "with_primitives"]
+           "PARALLEL_MIN_STEPS", "TRACE_DRIVER", "cache_dir", "driver_ir", "object_cache",
+           "set_threads", "threads", "vnni", "with_primitives"]

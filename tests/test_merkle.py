@@ -410,3 +410,53 @@ def test_wide_dirty_range_split_over_threads() -> None:
         mem.buffer[a:a + n] = data[a:a + n]
         mem.mark_dirty(a, n)
     assert mem.root() == merkle_root_of(data.tobytes(), 16)
+
+
+@FAST
+@given(st.data())
+def test_restore_ranges_is_exact(data: st.DataObject) -> None:
+    """save_ranges / restore_ranges: the bytes of the ranges and the tree nodes wholly above
+    them come back by copy; after arbitrary writes inside and outside the ranges (hashed
+    or still pending) and a restore, the root is the oracle's for the memory as it stands,
+    and a restore after the levels were reallocated is refused."""
+    depth = 11
+    size = 32 << depth
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    mem = Memory(depth, size_hint=size // 2)
+    shadow = bytearray(size)
+    image = rng.integers(0, 256, size // 2, dtype=np.uint8).tobytes()
+    mem.load_image(0, image)
+    shadow[: len(image)] = image
+    spans = data.draw(st.lists(st.tuples(st.integers(0, size // 2 - 1), st.integers(0, 3000)),
+                               min_size=1, max_size=3))
+    ranges = [(a, min(n, size // 2 - a)) for a, n in spans]
+    saved = mem.save_ranges(ranges)
+    for _ in range(data.draw(st.integers(1, 3))):
+        for _ in range(data.draw(st.integers(0, 6))):
+            a = data.draw(st.integers(0, size // 2 - 1))
+            blob = rng.bytes(data.draw(st.integers(1, 700)))[: size // 2 - a]
+            mem.write(a, blob)
+            shadow[a:a + len(blob)] = blob
+        if data.draw(st.booleans()):
+            assert mem.root() == merkle_root_of(bytes(shadow), depth)
+        assert mem.restore_ranges(saved)
+        for (a, n), b in zip(ranges, saved.bytes_, strict=True):  # in order, as restored
+            shadow[a:a + n] = b.tobytes()
+        assert mem.root() == merkle_root_of(bytes(shadow), depth)
+    mem.reserve(size)  # reallocates the levels
+    if mem.allocated > size // 2:
+        assert not mem.restore_ranges(saved)
+
+
+def test_native_levels_and_root_over_top() -> None:
+    """native_levels hands out the dense levels only when nothing lies above them;
+    root_over_top folds node(_top, 0) up with the zero hashes."""
+    mem = Memory(30, size_hint=4096)
+    mem.write(100, b"\x07" * 50)
+    ptrs, top = mem.native_levels()
+    assert len(ptrs) == top + 1 and top < 30
+    assert mem.root_over_top(mem.node(top, 0)) == mem.root()
+    mem.levels_changed()
+    assert mem.root() == merkle_root_of(mem.read(0, 4096), 30)
+    mem.write((32 << 30) - 32, b"\x01")  # far above the dense part: a sparse leaf
+    assert mem.native_levels() is None

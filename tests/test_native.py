@@ -196,3 +196,32 @@ def test_set_threads_bounds(n: int) -> None:
         assert 1 <= native.threads() <= native.MAX_THREADS
     finally:
         native.set_threads(None)
+
+
+def test_trace_driver_equals_node_by_node_and_vm(monkeypatch) -> None:
+    """Node roots hashed by the native trace driver (one call per thread, every node's
+    writes rehashed after it, wide levels split over the threads) equal the node-by-node
+    path's (run_node + Memory.root) at every thread count, and the VM's; so do the
+    restored S0 (the image's tree copied back, not rehashed) and the final root."""
+    rng = np.random.default_rng(21)
+    x_t = TensorType("i8", (1, 3, 50, 50))  # 8 x 48 x 48 i64: 4,608 dirty leaves
+    w = _rand(rng, "i8", (8, 3, 3, 3))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1,
+             "x_zp": 3, "w_zp": -2}
+    prog = Program(compile_graph(conv_graph(x_t, w, None, attrs)))
+    xs = [{"x": _rand(rng, "i8", x_t.shape)} for _ in range(2)]
+    want = []
+    with monkeypatch.context() as m:
+        m.setattr(Program, "_trace_native", lambda self, nat, mem: [])
+        for x in xs:
+            want.append(Program(prog.art).run(x, "native", trace=True))
+    for x, w_ in zip(xs + xs, want + want, strict=True):
+        for r in run_threads(prog, x, (1, 2, 3)):
+            assert (r.initial_root, r.node_roots, r.state_root) == (
+                w_.initial_root, w_.node_roots, w_.state_root)
+    g, small = _two_node_program()
+    x = {"x": _rand(rng, "i8", (1, 3, 9, 9))}
+    vm = small.run(x, "vm", trace=True)
+    for r in run_threads(small, x, (1, 2)):
+        assert (r.initial_root, r.node_roots, r.state_root) == (
+            vm.initial_root, vm.node_roots, vm.state_root)
