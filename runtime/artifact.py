@@ -116,6 +116,7 @@ class Artifact:
             raise fail("corrupted or truncated: checksum mismatch (the file was modified "
                        "or cut short; copy or recompile it)")
         found: dict[str, bytes] = {}
+        digests: dict[str, bytes] = {}
         for k in range(count):
             tag_b, _, off, length, sha = _ENTRY.unpack_from(data, _HEAD.size + _ENTRY.size * k)
             tag = tag_b.decode("ascii", "replace")
@@ -123,8 +124,10 @@ class Artifact:
                 raise fail(f"corrupted: section {tag!r} [{off}, {off + length}) lies "
                            "outside the file")
             payload = body[off: off + length]
-            if hashlib.sha256(payload).digest()[:24] != sha:
+            full = hashlib.sha256(payload).digest()
+            if full[:24] != sha:
                 raise fail(f"corrupted: section {tag!r} checksum mismatch")
+            digests[tag] = full
             if tag in found:
                 raise fail(f"corrupted: section {tag!r} appears twice")
             found[tag] = payload
@@ -139,7 +142,9 @@ class Artifact:
             raise fail(f"corrupted metadata: {e}") from None
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             raise fail("corrupted metadata: no matching format_version")
-        return cls(meta, found["IMAG"], llir, irtx)
+        art = cls(meta, found["IMAG"], llir, irtx)
+        art._image_digest = (art.image, digests["IMAG"])
+        return art
 
     @classmethod
     def load(cls, path: str | Path) -> Artifact:
@@ -152,6 +157,13 @@ class Artifact:
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def image_digest(self) -> bytes | None:
+        """sha256(image) as checked when the file was read (a cache key for the image's
+        Merkle tree at no extra hashing); None for an artifact built in memory or whose
+        ``image`` was replaced since."""
+        k = getattr(self, "_image_digest", None)
+        return k[1] if k is not None and k[0] is self.image else None
 
 
 __all__ = ["Artifact", "ArtifactError", "FORMAT_VERSION", "MAGIC", "canonical_json"]
