@@ -925,11 +925,12 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
 # ---------------------------------------------------------------- vector matmul
 #
 # A q.matmul / q.matmul_rq (:class:`MatSpec`) as MNR-column row strips: a work item is one
-# (batch, row i, MNR columns j0..) strip; over k, the scalar a[i, k] - a_zp times the MNR
-# contiguous b[k, j0 + l] - b_zp (one masked vector load, nothing read past the last
-# column) accumulate in i32 lanes when K * bound < 2^31 (every partial sum exact), else
-# in wrapping i64 lanes; then init and the epilogue lane-wise (LaneVecExpr: per-column
-# parameters gathered) and one store of the strip. The work items write disjoint bytes.
+# (batch, row i, MNR columns j0..) strip, the rows varying fastest; over k, the scalar
+# a[i, k] - a_zp times the MNR contiguous b[k, j0 + l] - b_zp (one masked vector load,
+# nothing read past the last column) accumulate in i32 lanes when K * bound < 2^31 (every
+# partial sum exact), else in wrapping i64 lanes; then init and the epilogue lane-wise
+# (LaneVecExpr: per-column parameters gathered) and one store of the strip. The work items
+# write disjoint bytes.
 
 MNR = 256  # columns of a strip at most (4 cache lines of an 8-bit b row per k: the rows of
            # a batch-1 fc layer's weights are read in long runs, not 64 bytes per page)
@@ -963,10 +964,12 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
     p1 = ir.v("add i64 %part, 1")
     hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
     it, _, close_it = ir.loop(lo, hi)
-    jb = ir.v(f"urem i64 {it}, {NJ}")
-    rest = ir.v(f"udiv i64 {it}, {NJ}")
-    i = ir.v(f"urem i64 {rest}, {M}")
-    rest = ir.v(f"udiv i64 {rest}, {M}")
+    # rows innermost: the M strips of one column block run back to back while its K x MNR
+    # weights stay in cache (GPT-2's 768 x 50257 lm_head streamed its 77 MB once per row)
+    i = ir.v(f"urem i64 {it}, {M}")
+    rest = ir.v(f"udiv i64 {it}, {M}")
+    jb = ir.v(f"urem i64 {rest}, {NJ}")
+    rest = ir.v(f"udiv i64 {rest}, {NJ}")
     bidx = [""] * nb
     for lv in reversed(range(nb)):
         bidx[lv] = ir.v(f"urem i64 {rest}, {ms.batch[lv]}")
