@@ -208,14 +208,23 @@ class Program:
                             f"{', '.join(map(repr, missing))}")
             raise InputError(f"{'; '.join(what)}; the model takes {self.signature()}")
 
-    def memory(self, inputs: dict[str, np.ndarray]) -> Memory:
-        """S0's memory: the image plus the inputs (validated and converted)."""
+    def memory(self, inputs: dict[str, np.ndarray], tree: bool = False) -> Memory:
+        """S0's memory: the image plus the inputs (validated and converted). ``tree``: a
+        root will be asked for, so give it the image's Merkle tree now, from the disk
+        cache (treecache: keyed by the image's digest, checked) or hashed and cached;
+        the inputs' leaves are then all that is left to hash."""
         self.check_names(inputs)
+        data = [(int(sig["address"]), self.encode_input(sig, inputs)) for sig in self.inputs]
         mem = Memory(self.depth, size_hint=self.total)
         mem.reserve(self.total)
         mem.load_image(0, np.frombuffer(self.art.image, np.uint8))
-        for sig in self.inputs:
-            mem.load_image(int(sig["address"]), self.encode_input(sig, inputs))
+        if tree:
+            from opmlc_runtime import treecache
+
+            if not treecache.load_tree(mem, self.art.image_digest()):
+                treecache.save_tree(mem, self.art.image_digest())
+        for a, raw in data:
+            mem.load_image(a, raw)
         return mem
 
     def encode_input(self, sig: dict, inputs: dict[str, np.ndarray], saturate: bool = False,
@@ -288,9 +297,9 @@ class Program:
         """Run on ``engine``: ``commit`` the final state root, ``trace`` every root (S0,
         each S_k, final), ``capture`` every node output's bytes (see the module doc)."""
         if engine == "native":
-            res = self._run_native(inputs, trace, capture)
+            res = self._run_native(inputs, trace, capture, root=commit or trace)
         elif engine in ("vm", "stepper"):
-            res = self._run_vm(inputs, trace, capture, engine)
+            res = self._run_vm(inputs, trace, capture, engine, root=commit or trace)
         else:
             raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES} "
                              "(or 'ref' through the compiler API)")
@@ -344,7 +353,8 @@ class Program:
             self._writable = [(a, n) for a, n in out]
         return self._writable
 
-    def _native_memory(self, inputs: dict[str, np.ndarray], restore: bool = True) -> Memory:
+    def _native_memory(self, inputs: dict[str, np.ndarray], restore: bool = True,
+                       tree: bool = False) -> Memory:
         """S0's memory for a native run: the previous run's buffer with every byte a run
         can change (inputs, node outputs) restored from the image, then the inputs, so it
         equals ``memory(inputs)`` byte for byte; its Merkle tree is kept, so a root
@@ -356,7 +366,7 @@ class Program:
         constants), so the memory after the last node is the same either way; the caller
         marks the writable ranges dirty after the run."""
         if self._mem is None:
-            self._mem = self.memory(inputs)
+            self._mem = self.memory(inputs, tree)
             return self._mem
         prev = self._pending() if self._pending is not None else None
         if prev is not None:
@@ -391,14 +401,16 @@ class Program:
         return self._flags
 
     def _run_native(self, inputs: dict[str, np.ndarray], commit: bool,
-                    capture: bool = False) -> RunResult:
-        """``commit`` here: every node root (Program.run's ``trace``)."""
+                    capture: bool = False, root: bool = False) -> RunResult:
+        """``commit`` here: every node root (Program.run's ``trace``); ``root``: some
+        root will be hashed (the image's tree is loaded or built up front)."""
         if not self._mem_lock.acquire(blocking=False):  # a concurrent run: its own memory
-            return self._run_native_on(self.memory(inputs), commit, capture, False)
+            return self._run_native_on(self.memory(inputs, root), commit, capture, False)
         try:
             plain = not (commit or capture)
-            return self._run_native_on(self._native_memory(inputs, restore=not plain),
-                                       commit, capture, True)
+            return self._run_native_on(
+                self._native_memory(inputs, restore=not plain, tree=root), commit, capture,
+                True)
         finally:
             self._mem_lock.release()
 
@@ -492,13 +504,13 @@ class Program:
                 for k in range(len(self.nodes))]
 
     def _run_vm(self, inputs: dict[str, np.ndarray], commit: bool,
-                capture: bool = False, engine: str = "vm") -> RunResult:
+                capture: bool = False, engine: str = "vm", root: bool = False) -> RunResult:
         """Run the bytecode node by node: engine "vm" on the fast VM (translated code,
         runtime/fastvm.py), "stepper" on the Python reference stepper."""
         from opmlc_runtime.fastvm import FastVM
         from opmlc_runtime.stepper import VM
 
-        mem = self.memory(inputs)
+        mem = self.memory(inputs, root)
         if engine == "stepper":
             vm: VM | FastVM = VM(mem, pc=self.entry)
         else:  # node entries end the translated segments: a node is one segment

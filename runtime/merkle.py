@@ -490,6 +490,31 @@ class Memory:
             h = keccak256_64(h, self._z[level])
         return h
 
+    def level_rows(self) -> list[int]:
+        """Rows of each dense level, level 0 (the leaves) first."""
+        return [len(lv) for lv in self._levels]
+
+    def level_arrays(self) -> list[np.ndarray]:
+        """The dense levels as (rows, 32) uint8 arrays, level 0 (a view of the buffer)
+        first; read-only by convention (bring the tree up to date with ``root`` first)."""
+        return list(self._levels)
+
+    def adopt_levels(self, levels: list[np.ndarray]) -> None:
+        """Take ``levels`` (levels 1.._top, C-contiguous writable (rows, 32) uint8 arrays
+        shaped as ``level_rows()[1:]``) as the tree over the buffer as it stands, which
+        the caller promises they hash (treecache.load_tree checks a sample): pending
+        dirty leaves are dropped, the path above _top is rehashed on the next root."""
+        rows = self.level_rows()[1:]
+        if [lv.shape for lv in levels] != [(r, LEAF) for r in rows] or not all(
+                lv.dtype == np.uint8 and lv.flags.c_contiguous and lv.flags.writeable
+                for lv in levels):
+            raise ValueError("adopt_levels: levels do not match this memory's tree")
+        if self._sparse:
+            raise ValueError("adopt_levels: the memory has sparse leaves")
+        self._levels = [self._levels[0], *levels]
+        self._dirty = []
+        self.levels_changed()
+
     def save_ranges(self, ranges: list[tuple[int, int]]) -> SavedRanges:
         """The bytes of ``ranges`` ((addr, nbytes) inside the buffer) and the tree nodes
         above them, taken now (the tree is brought up to date first), for
