@@ -109,10 +109,18 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             calibration: dict[str, np.ndarray] | str | Path | None = None,
             shapes: dict[str, tuple[int, ...]] | None = None,
             output: str | Path | None = None, include_ir: bool = True,
-            progress: Callable[[str], None] | None = None, fuse: bool = True) -> Artifact:
+            progress: Callable[[str], None] | None = None, fuse: bool = True,
+            generate: int | None = None, context: int | None = None,
+            sample: str | dict | None = None) -> Artifact:
     """Compile ``model`` (ONNX path or ModelProto, a float IR Graph, or a QuantizedModel)
     to an artifact; write it to ``output`` if given. ``fuse``: fuse contraction + requant
-    (+ clamp) chains into one node (recorded in the artifact's options)."""
+    (+ clamp) chains into one node (recorded in the artifact's options).
+
+    ``generate=N``: ``model`` is a decoder (token ids (1, L) -> logits (1, L, V)); the
+    artifact runs N steps of generation in one program (``opmlc.quantize.generate``):
+    greedy, or with ``sample`` ("temperature=T,top_k=K" or a dict) drawn by q.sample from
+    a seed input. ``context=L`` fixes the ids' sequence length of an ONNX model whose
+    length is symbolic. ``Model.run({ids: prompt})`` then returns ``tokens``."""
     from opmlc.backend.compile import compile_graph
     from opmlc.ir.graph import Graph
     from opmlc.ir.text import print_graph
@@ -121,6 +129,12 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     say = progress or (lambda m: None)
     if isinstance(calibration, (str, Path)):
         calibration = read_npz(calibration, "calibration")
+    if generate is None and (context is not None or sample is not None):
+        raise OpmlcError("--context and --sample apply to --generate N only")
+    if context is not None and not isinstance(model, (str, Path)):
+        raise OpmlcError("context= applies to an ONNX file; give shapes= for other models")
+    if context is not None:
+        shapes = {**_context_shapes(model, context), **(shapes or {})}
     options: dict[str, Any] = {"scheme": scheme,
                                "shapes": {k: list(v) for k, v in sorted((shapes or {}).items())},
                                "calibration_sha256": _npz_digest(calibration)
@@ -147,6 +161,18 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             + ("the given inputs)" if calibration else "synthetic inputs)"))
         qm = quantize(g, scheme, calibration)
         say(f"quantized: {len(qm.graph.nodes)} integer IR nodes")
+    if generate is not None:
+        from opmlc.quantize.generate import Sampling, unroll
+
+        if isinstance(sample, str):
+            sample = Sampling.parse(sample)
+        elif isinstance(sample, dict):
+            sample = Sampling(**sample)
+        qm, rec = unroll(qm, int(generate), sample)
+        options["generate"] = rec
+        say(f"generation: {generate} steps unrolled into {len(qm.graph.nodes)} integer IR "
+            f"nodes (context {rec['context']}, " + ("greedy" if sample is None else
+                                                   f"sampled: {sample.to_dict()}") + ")")
     art = compile_graph(qm.graph, quant_in={k: _qdict(v) for k, v in qm.inputs.items()},
                         quant_out={k: _qdict(v) for k, v in qm.outputs.items()},
                         options=options, source_sha256=source, include_ir=include_ir,
@@ -154,6 +180,24 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     if output is not None:
         art.save(output)
     return art
+
+
+def _context_shapes(path: str | Path, context: int) -> dict[str, tuple[int, ...]]:
+    """``{ids: (1, context)}`` (or ``(context,)``) for the one integer input of an ONNX file."""
+    import onnx
+
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - reported with the file name
+        raise OpmlcError(f"{path}: cannot read the ONNX model: {e}") from None
+    inits = {i.name for i in m.graph.initializer}
+    ints = [i for i in m.graph.input if i.name not in inits and
+            i.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)]
+    if len(ints) != 1 or len(ints[0].type.tensor_type.shape.dim) not in (1, 2):
+        raise OpmlcError(f"{path}: --context needs one integer token-ids input of rank 1 "
+                         "or 2; give --shape NAME=1x<L> instead")
+    rank = len(ints[0].type.tensor_type.shape.dim)
+    return {ints[0].name: (1, context) if rank == 2 else (context,)}
 
 
 class Model:

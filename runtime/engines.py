@@ -39,6 +39,7 @@ import numpy as np
 from opmlc_runtime import edge
 from opmlc_runtime.artifact import Artifact, ArtifactError
 from opmlc_runtime.dtypes import int_range, np_dtype
+from opmlc_runtime.generate import GenerateInputError, GenSpec
 from opmlc_runtime.isa import NUM_REGS, Status
 from opmlc_runtime.merkle import Memory
 from opmlc_runtime.state import CoreState, state_root
@@ -152,6 +153,7 @@ class Program:
             self.halt_pc = int(m["code"]["halt"])
             self.entry = int(self.nodes[0]["entry"]) if self.nodes else self.halt_pc
             self._regions = {str(r[1]): (int(r[2]), int(r[3])) for r in m["memory"]["regions"]}
+            self.gen = GenSpec.of(m)
             _check_meta(self)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
             raise ArtifactError(f"artifact metadata incomplete or malformed: "
@@ -194,7 +196,20 @@ class Program:
             lines.append(f"{sig['name']}: {sig['dtype']}{list(sig['shape'])} ({how})")
         return "; ".join(lines) or "(no inputs)"
 
+    def expand(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A generation program's inputs from a prompt (opmlc_runtime.generate); other
+        programs' inputs unchanged."""
+        if self.gen is None:
+            return inputs
+        sig = next(s for s in self.inputs if s["name"] == self.gen.ids)
+        try:
+            return self.gen.expand(inputs, tuple(int(d) for d in sig["shape"]),
+                                   np_dtype(sig["dtype"]))
+        except GenerateInputError as e:
+            raise InputError(str(e)) from None
+
     def check_names(self, inputs: dict[str, np.ndarray]) -> None:
+        inputs = self.expand(inputs)
         names = [s["name"] for s in self.inputs]
         unknown = sorted(k for k in inputs if k not in names)
         missing = [k for k in names if k not in inputs]
@@ -206,7 +221,8 @@ class Program:
             if missing:
                 what.append(f"missing input{'s' if len(missing) > 1 else ''} "
                             f"{', '.join(map(repr, missing))}")
-            raise InputError(f"{'; '.join(what)}; the model takes {self.signature()}")
+            takes = self.gen.describe() if self.gen else f"takes {self.signature()}"
+            raise InputError(f"{'; '.join(what)}; the model {takes}")
 
     def memory(self, inputs: dict[str, np.ndarray], tree: bool = False) -> Memory:
         """S0's memory: the image plus the inputs (validated and converted). ``tree``: a
@@ -233,6 +249,7 @@ class Program:
         when it holds values the rule cannot represent (NaN, +-inf, out of range) unless
         ``saturate`` (then clamped, and a line appended to ``notes``); an integer array
         checked to fit the declared dtype. The shape must be the signature's exactly."""
+        inputs = self.expand(inputs)
         name = sig["name"]
         if name not in inputs:
             raise InputError(f"missing input {name!r}; the model takes {self.signature()}")

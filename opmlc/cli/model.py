@@ -91,6 +91,16 @@ def args_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress messages (by default each stage, and every tenth of the "
                         "nodes on models with many, is reported on stderr)")
+    g = p.add_argument_group("generation (a decoder: token ids (1, L) -> logits (1, L, V))")
+    g.add_argument("--generate", type=int, metavar="N",
+                   help="compile N steps of generation into one program: logits at the last "
+                        "position -> next token -> written into the context, N times; `run "
+                        "--input ids=prompt.npy` prints the tokens (spec/GENERATE.md)")
+    g.add_argument("--context", type=int, metavar="L",
+                   help="the fixed context length when the model's sequence axis is symbolic")
+    g.add_argument("--sample", metavar="temperature=T,top_k=K",
+                   help="draw each token (q.sample with a counter-based PRNG keyed by the "
+                        "program's `seed` input) instead of taking the argmax")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -101,7 +111,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     art = compile_model(args.model, scheme=args.scheme,
                         calibration=load_calibration(args.calibrate),
                         shapes=parse_shape_flags(args.shape), include_ir=not args.no_ir,
-                        progress=say, fuse=not args.no_fuse)
+                        progress=say, fuse=not args.no_fuse, generate=args.generate,
+                        context=args.context, sample=args.sample)
     write_file(args.output, art.to_bytes())
     m = art.meta
     say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "
@@ -133,8 +144,49 @@ def args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs by name")
     p.add_argument("--json", action="store_true",
                    help='print {"engine", "outputs", "steps", "roots"} (+ "state_root" with '
-                        '--commit or --trace, + "initial_root", "node_roots" with --trace) as '
+                        '--commit or --trace, + "initial_root", "node_roots" with --trace; + '
+                        '"tokens" (and "text" with --vocab) for a generation program) as '
                         'JSON; "roots" is "none", "final" or "all"')
+    add_generation_args(p)
+
+
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation programs (compiled with --generate N)")
+    g.add_argument("--seed", type=int, help="the seed of a sampling program (its `seed` input)")
+    g.add_argument("--vocab", metavar="FILE",
+                   help="the token strings (a JSON list, or one per line): the generated text "
+                        "is printed beside the token ids, and --prompt can be used")
+    g.add_argument("--prompt", metavar="TEXT",
+                   help="the prompt as text, tokenized with --vocab (instead of --input "
+                        "ids=prompt.npy)")
+
+
+def generation_inputs(args: argparse.Namespace, meta: dict, inputs: dict
+                      ) -> tuple[dict, list[str] | None]:
+    """``inputs`` with --seed / --prompt applied, and the vocabulary (or None)."""
+    from opmlc_runtime.generate import GenerateInputError, GenSpec, encode_text, read_vocab
+
+    gen = GenSpec.of(meta)
+    if gen is None:
+        if args.seed is not None or args.prompt is not None or args.vocab:
+            raise OpmlcError("--seed, --prompt and --vocab apply to generation programs "
+                             "(compiled with --generate N); this artifact is not one")
+        return inputs, None
+    try:
+        vocab = read_vocab(args.vocab) if args.vocab else None
+        if args.prompt is not None:
+            if vocab is None:
+                raise OpmlcError("--prompt needs --vocab FILE to tokenize the text")
+            if gen.ids in inputs:
+                raise OpmlcError(f"give the prompt once: --prompt or --input {gen.ids}=...")
+            inputs = {**inputs, gen.ids: encode_text(vocab, args.prompt)}
+    except GenerateInputError as e:
+        raise OpmlcError(str(e)) from None
+    if args.seed is not None:
+        if gen.seed is None:
+            raise OpmlcError("--seed: this program is greedy (compile with --sample to draw)")
+        inputs = {**inputs, gen.seed: args.seed}
+    return inputs, vocab
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -155,21 +207,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise OpmlcError(f"{args.artifact}: corrupted metadata: {type(e).__name__} {e} "
                          "(recompile the model)") from None
+    inputs, vocab = generation_inputs(args, model.meta, read_inputs(args.input))
     try:
-        res = model.run(read_inputs(args.input), engine=args.engine, commit=args.commit,
+        res = model.run(inputs, engine=args.engine, commit=args.commit,
                         saturate=args.saturate, trace=args.trace)
     except (ArtifactError, InputError) as e:
         raise OpmlcError(str(e)) from None
     outs = res.outputs if args.raw else model.dequantize(res.outputs)
     if out:
         write_file(out, lambda f: np.savez(f, **outs))
+    gen = model.program.gen
+    tokens = [int(t) for t in res.outputs[gen.tokens]] if gen else None
     if args.json:
         d = res.to_json()
         d["outputs"] = {k: v.tolist() for k, v in outs.items()}
+        if gen:
+            d["tokens"] = tokens
+            if vocab is not None:
+                from opmlc_runtime.generate import decode_tokens
+
+                d["text"] = decode_tokens(vocab, tokens)
         print(json.dumps(d))
         return 0
     for k, v in outs.items():
         print(f"{k}: {v.dtype}{list(v.shape)} {np.array2string(v, threshold=20)}")
+    if gen and vocab is not None:
+        from opmlc_runtime.generate import decode_tokens
+
+        print(f"text: {decode_tokens(vocab, tokens)!r}")
     print(f"state_root: 0x{res.state_root.hex()}  steps: {res.steps}" if res.roots != "none"
           else f"steps: {res.steps}")
     if args.trace:
