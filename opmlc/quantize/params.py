@@ -19,6 +19,7 @@ from opmlc_runtime import edge
 
 TINY = 1e-12
 FRAC_CLAMP = (-120, 60)  # fixed scheme: frac bits are clamped to this range
+WIDE_HEADROOM = 2.0  # int8 scheme: a 16-bit activation's range is the calibrated one x 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class FixedPolicy:
         f = self._frac(max(abs(lo), abs(hi)), self.act_bits)
         return QParams("i32", 2.0 ** -f, 0, f)
 
+    def act_of(self, name: str, lo: float, hi: float) -> QParams:
+        """The params of float value ``name`` with range [lo, hi] (one width for all)."""
+        return self.act(lo, hi)
+
     def weight(self, w: np.ndarray, axis: int) -> tuple[QParams, np.ndarray]:
         f = self._frac(float(np.max(np.abs(w))) if w.size else 0.0, self.weight_bits)
         p = QParams("i16" if self.weight_bits <= 16 else "i32", 2.0 ** -f, 0, f)
@@ -73,18 +78,34 @@ class FixedPolicy:
 
 
 class Int8Policy:
-    """Affine int8 activations, symmetric per-channel int8 weights (scale = absmax / 127)."""
+    """Affine int8 activations, symmetric per-channel int8 weights (scale = absmax / 127).
+
+    ``wide``: float values kept at 16 bits (the mixed-precision modes of
+    :mod:`opmlc.quantize.mixed`): affine i16 by the same rule over 65535 steps, on the
+    calibrated range widened ``WIDE_HEADROOM`` times (one of the 8 extra bits buys room for
+    values past the calibration, which an i8 value would clip).
+    """
 
     name = "int8"
     act_dtype = "i8"
 
-    def act(self, lo: float, hi: float) -> QParams:
+    def __init__(self, wide: frozenset[str] = frozenset()) -> None:
+        self.wide = frozenset(wide)
+
+    def act(self, lo: float, hi: float, bits: int = 8) -> QParams:
         lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if bits > 8:
+            lo, hi = lo * WIDE_HEADROOM, hi * WIDE_HEADROOM
         if hi - lo < TINY:
             hi = lo + TINY
-        scale = (hi - lo) / 255.0
-        zp = int(min(max(round(-128 - lo / scale), -128), 127))
-        return QParams("i8", scale, zp)
+        qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        scale = (hi - lo) / float(qmax - qmin)
+        zp = int(min(max(round(qmin - lo / scale), qmin), qmax))
+        return QParams(f"i{bits}", scale, zp)
+
+    def act_of(self, name: str, lo: float, hi: float) -> QParams:
+        """The params of float value ``name``: i16 when it is in ``wide``, else i8."""
+        return self.act(lo, hi, 16 if name in self.wide else 8)
 
     def weight(self, w: np.ndarray, axis: int) -> tuple[QParams, np.ndarray]:
         axis = axis % w.ndim

@@ -25,6 +25,7 @@ from opmlc.ir.graph import FLOAT_DTYPES, Graph, Node, TensorType, dtype_name
 from opmlc.ir.interp import evaluate
 from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types, resize_axis_taps
 from opmlc.quantize.masks import fold_masks, is_mask
+from opmlc.quantize.mixed import INT8_DEFAULT, prepare_int8
 from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
 from opmlc_runtime.dtypes import int_range
 
@@ -241,7 +242,7 @@ class _Q:
     def act(self, name: str) -> QParams:
         if name in self.forced:
             return self.forced[name]
-        return self.pol.act(*self.value_range(name))
+        return self.pol.act_of(name, *self.value_range(name))
 
     def dq_const(self, name: str) -> tuple[np.ndarray, QParams] | None:
         """(integers, params) of a value made by dequantize_linear of an integer constant."""
@@ -640,7 +641,7 @@ def _pow(q: _Q, n: Node) -> None:
 def _sqrt_of(q: _Q, x: str, fout: str) -> None:
     qx, px = q.get(x)
     lo, hi = q.value_range(fout)
-    py = q.pol.act(0.0, max(hi, math.sqrt(max(q.value_range(x)[1], 0.0)), 1e-6))
+    py = q.pol.act_of(fout, 0.0, max(hi, math.sqrt(max(q.value_range(x)[1], 0.0)), 1e-6))
     if q.fixed:
         fy = min(py.frac_bits, (31 + px.frac_bits) // 2)
         py = QParams("i32", 2.0**-fy, 0, fy)
@@ -748,21 +749,22 @@ def _rename(q: _Q, names: list[str], wanted: list[str]) -> list[str]:
 @rule("softmax")
 def _softmax(q: _Q, n: Node) -> None:
     qx, px = q.get(n.inputs[0])
+    wide_in = q.fixed or px.dtype not in ("i8", "u8")  # int8: a knot per 8-bit code
+    span = SOFTMAX_RANGE / px.scale if wide_in else 255
     if q.fixed:
-        span = SOFTMAX_RANGE / px.scale
         py = q.pol.act(0.0, 1.0)
         out_bits, zp = py.frac_bits, 0
-    else:
-        span = 255
-        py = QParams("i8", 1.0 / 256, -128)
-        out_bits, zp = 8, -128
+    else:  # scale 2^-bits, zero point -2^(bits-1): bits 8, or 16 for a wide output
+        out_bits = int(q.pol.act_of(n.outputs[0], 0.0, 1.0).dtype[1:])
+        zp = -(1 << (out_bits - 1))
+        py = QParams(f"i{out_bits}", 2.0**-out_bits, zp)
     span = max(int(math.ceil(span)), 1)
     k = max(0, math.ceil(math.log2(span / 2048)))
     nint = -(-span // (1 << k))
     lo = -nint * (1 << k)
     knots = (lo + np.arange(nint + 1, dtype=np.int64) * (1 << k)) * px.scale
     table = np.floor(np.exp(knots) * 2.0**EXP_BITS + 0.5).astype(np.int64)
-    if q.fixed:
+    if wide_in:
         table[0] = 0  # exp(d) := 0 for d <= -SOFTMAX_RANGE
     tn = q.const(n.outputs[0] + ".exp", table)
     ins = [qx, tn] + [q.get(k)[0] for k in n.inputs[1:]]  # the keep mask (masks.py)
@@ -927,7 +929,7 @@ def _lut_values(q: _Q, x: str, f: Callable[[np.ndarray], np.ndarray], fout: str
         vlo = min(float(fin.min()) if fin.size else 0.0, clo)
         vhi = max(float(fin.max()) if fin.size else 0.0, chi)
     vals = np.clip(np.nan_to_num(vals, nan=0.0, posinf=vhi, neginf=vlo), vlo, vhi)
-    py = q.pol.act(vlo, vhi)
+    py = q.pol.act_of(fout, vlo, vhi)
     table = py.quantize(vals)
     tn = q.const(fout + ".table", table)
     y = q.emit("q.lut", [qx, tn], {"lo": int(lo), "step_bits": int(k), "dtype": py.dtype},
@@ -1126,14 +1128,18 @@ def _dispatch(op: str) -> Callable[[_Q, Node], None]:
 
 def quantize(graph: Graph, scheme: str = "fixed",
              calibration: dict[str, np.ndarray] | None = None, *, act_bits: int = 24,
-             n_synth: int = 4, seed: int = 0) -> QuantizedModel:
+             n_synth: int = 4, seed: int = 0, int8_mode: str = INT8_DEFAULT
+             ) -> QuantizedModel:
     """Rewrite float graph ``graph`` into an integer graph under ``scheme`` (``fixed``|``int8``).
 
     ``calibration``: arrays by input name (one sample, or N samples stacked on a new
     leading axis or along a batch axis of size 1); without it ``n_synth`` synthetic samples
     (standard normal floats, ids uniform over the table they index) are used.
+    ``int8_mode``: which activations the int8 scheme keeps at 16 bits (and whether it
+    smooths first), :mod:`opmlc.quantize.mixed`; ignored by ``fixed`` and QDQ models.
     """
-    if any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes):
+    qdq = any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes)
+    if qdq:
         scheme = "int8"  # a QDQ model: its own int8 params, int8 rules for the rest
     if scheme == "fixed":
         pol: FixedPolicy | Int8Policy = FixedPolicy(act_bits)
@@ -1143,6 +1149,8 @@ def quantize(graph: Graph, scheme: str = "fixed",
         raise QuantizeError(f"unknown quantization scheme {scheme!r} (use 'fixed' or 'int8')")
     graph = fold_masks(Graph(list(graph.inputs), list(graph.outputs), dict(graph.consts),
                              list(graph.nodes), dict(graph.types), graph.name))
+    if scheme == "int8" and not qdq:
+        graph, pol = prepare_int8(graph, int8_mode, calibration, n_synth, seed)
     bad = [(n.op, n.outputs[0]) for n in graph.nodes if _dispatch(n.op) is None]
     if bad:
         raise QuantizeError("ops without a quantization rule: " + ", ".join(
