@@ -22,6 +22,8 @@ XFAIL: dict[str, dict[str, list[tuple[str, str]]]] = {
         "Cast": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "CastLike": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Celu": [(EXOTIC_DTYPE, _DTYPE_REASON)],
+        "Compress": [(EXOTIC_DTYPE, _DTYPE_REASON)],
+        "OneHot": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Einsum": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Equal": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Range": [(EXOTIC_DTYPE, _DTYPE_REASON)],

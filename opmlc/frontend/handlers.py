@@ -870,6 +870,272 @@ def ScatterND_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     return [ctx.emit("scatter_nd", [ins[0], ins[1], ins[2]], reduction=_reduction(ctx, n))]
 
 
+# ------------------------------------------------------------------ losses, one-hot, scans
+
+
+def _nll(ctx: Ctx, n: OnnxNode, logp: V, target: V, weight: V | None) -> V:
+    """loss[n, d] = -logp[n, t, d] * w[t] (0 where t = ignore_index), t = target[n, d];
+    reduction none, sum, or mean = sum / sum of the weights taken: gathers, where, sums."""
+    dt = ctx.type(logp).np_dtype
+    tshape = ctx.shape(target)
+    ii = n.attrs.get("ignore_index")
+    t, ignored = target, None
+    if ii is not None:
+        ignored = ctx.emit("equal", [t, Const(np.asarray(ii, ctx.type(t).np_dtype),
+                                               ctx.base + ".ii")])
+        t = ctx.emit("where", [ignored, Const(np.zeros((), ctx.type(t).np_dtype),
+                                               ctx.base + ".t0"), t])
+    picked = ctx.emit("gather_elements", [logp, _unsqueeze(ctx, t, [1])], axis=1)
+    picked = ctx.reshape(picked, tshape)
+    if weight is not None:
+        w: V = ctx.emit("gather", [weight, t], axis=0)
+    else:
+        w = Const(np.ones(tshape, dt), ctx.base + ".w")
+    if ignored is not None:
+        w = ctx.emit("where", [ignored, Const(np.zeros((), dt), ctx.base + ".w0"), w])
+    loss = ctx.emit("neg", [ctx.emit("mul", [picked, w])])
+    red = n.attrs.get("reduction", "mean")
+    if red == "none":
+        return loss
+    axes = list(range(len(tshape)))
+    total = ctx.emit("reduce_sum", [loss], axes=axes, keepdims=0)
+    if red == "sum":
+        return total
+    if red != "mean":
+        raise ctx.unsupported(f"reduction {red!r} (use none, sum or mean)")
+    return ctx.emit("div", [total, ctx.emit("reduce_sum", [w], axes=axes, keepdims=0)])
+
+
+@handles("NegativeLogLikelihoodLoss", 12)
+def NegativeLogLikelihoodLoss_12(ctx: Ctx, n: OnnxNode, ins: list[V | None]
+                                 ) -> list[V | None]:
+    w = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    return [_nll(ctx, n, ins[0], ins[1], w)]
+
+
+@handles("SoftmaxCrossEntropyLoss", 12)
+def SoftmaxCrossEntropyLoss_12(ctx: Ctx, n: OnnxNode, ins: list[V | None]
+                               ) -> list[V | None]:
+    """loss = NLL(log_softmax(scores, axis 1), labels, weights); log_prob optional."""
+    logp = ctx.emit("log_softmax", [ins[0]], axis=1)
+    w = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    return [_nll(ctx, n, logp, ins[1], w), logp]
+
+
+def _iota_along(ctx: Ctx, n_: int, axis: int, rank: int) -> Const:
+    shape = [1] * rank
+    shape[axis] = n_
+    return Const(np.arange(n_, dtype=np.int64).reshape(shape), ctx.base + ".iota")
+
+
+@handles("Hardmax", 13)
+def Hardmax_13(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = 1 at the first maximum along axis, else 0: argmax == iota."""
+    x = ins[0]
+    shape = ctx.shape(x)
+    axis = _axis(n.attrs.get("axis", -1), len(shape))
+    am = ctx.emit("argmax", [x], axis=axis, keepdims=1, select_last_index=0)
+    hit = ctx.emit("equal", [am, _iota_along(ctx, shape[axis], axis, len(shape))])
+    dt = ctx.type(x).np_dtype
+    return [ctx.emit("where", [hit, Const(np.ones((), dt), ctx.base + ".one"),
+                               Const(np.zeros((), dt), ctx.base + ".zero")])]
+
+
+@handles("Hardmax", 1)
+def Hardmax_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    x = ins[0]
+    shape = ctx.shape(x)
+    axis = _axis(n.attrs.get("axis", 1), len(shape))
+    flat = ctx.reshape(x, (math.prod(shape[:axis]), math.prod(shape[axis:])))
+    m = OnnxNode(n.op_type, n.name, n.opset, {"axis": 1}, n.outputs)
+    return [ctx.reshape(Hardmax_13(ctx, m, [flat])[0], shape)]
+
+
+@handles("OneHot", 9)
+def OneHot_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = (index (+ depth if negative) == iota along the new axis) ? on : off."""
+    idx = ins[0]
+    depth = int(np.asarray(ctx.need_const(ins[1], "OneHot depth")).reshape(-1)[0])
+    values = ins[2]
+    rank = len(ctx.shape(idx)) + 1
+    axis = _axis(n.attrs.get("axis", -1), rank)
+    it = ctx.type(idx).np_dtype
+    if it.kind == "f":
+        idx = ctx.emit("cast", [ctx.emit("floor", [idx])], to="i64")
+        it = np.dtype(np.int64)
+    neg = ctx.emit("less", [idx, Const(np.zeros((), it), ctx.base + ".z")])
+    idx = ctx.emit("where", [neg, ctx.emit("add", [idx, Const(np.asarray(depth, it),
+                                                                ctx.base + ".d")]), idx])
+    idx = ctx.emit("cast", [idx], to="i64") if it != np.int64 else idx
+    hit = ctx.emit("equal", [_unsqueeze(ctx, idx, [axis]),
+                             _iota_along(ctx, depth, axis, rank)])
+    if isinstance(values, Const):
+        vs: list[V] = [Const(values.value.reshape(-1)[k:k + 1], ctx.base + f".v{k}")
+                       for k in (0, 1)]
+    else:
+        vs = ctx.emit_n("split", [values], {"axis": 0, "sizes": [1, 1]})
+    return [ctx.emit("where", [hit, ctx.reshape(vs[1], ()), ctx.reshape(vs[0], ())])]
+
+
+@handles("LpNormalization", 1)
+def LpNormalization_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = x / ||x||_p along axis (p = 1 or 2)."""
+    x = ins[0]
+    axis = _axis(n.attrs.get("axis", -1), len(ctx.shape(x)))
+    p = n.attrs.get("p", 2)
+    if p not in (1, 2):
+        raise ctx.unsupported(f"LpNormalization p={p} (use 1 or 2)")
+    norm = ctx.emit("reduce_l2" if p == 2 else "reduce_l1", [x], axes=[axis], keepdims=1)
+    zero = Const(np.zeros((), ctx.type(x).np_dtype), ctx.base + ".zero")
+    return [ctx.emit("where", [ctx.emit("equal", [norm, zero]), zero,
+                               ctx.emit("div", [x, norm])])]
+
+
+@handles("CenterCropPad", 18)
+def CenterCropPad_18(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Crop (start (in - out) // 2) or zero-pad (before (out - in) // 2) each listed axis."""
+    x = ins[0]
+    shape = list(ctx.shape(x))
+    r = len(shape)
+    want = _ints(ctx.need_const(ins[1], "CenterCropPad shape"))
+    axes = [_axis(a, r) for a in n.attrs.get("axes", list(range(r)))]
+    starts, ends, pads = [0] * r, list(shape), [0] * (2 * r)
+    for ax, w in zip(axes, want, strict=True):
+        if w < shape[ax]:
+            starts[ax] = (shape[ax] - w) // 2
+            ends[ax] = starts[ax] + w
+        elif w > shape[ax]:
+            pads[ax] = (w - shape[ax]) // 2
+            pads[ax + r] = w - shape[ax] - pads[ax]
+    if starts != [0] * r or ends != shape:
+        x = ctx.emit("slice", [x], starts=starts, ends=ends, steps=[1] * r)
+    if any(pads):
+        x = ctx.emit("pad", [x], pads=pads, mode="constant", value=0.0)
+    return [x]
+
+
+@handles("Compress", 9)
+def Compress_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """A constant condition: y = gather of the selected positions (of x flattened when
+    there is no axis)."""
+    x = ins[0]
+    cond = np.asarray(ctx.need_const(ins[1], "Compress condition")).reshape(-1).astype(bool)
+    if "axis" in n.attrs:
+        axis = _axis(n.attrs["axis"], len(ctx.shape(x)))
+    else:
+        x, axis = ctx.reshape(x, (math.prod(ctx.shape(x)),)), 0
+    sel = np.nonzero(cond[:ctx.shape(x)[axis]])[0].astype(np.int64)
+    if sel.size == 0:
+        raise ctx.unsupported("Compress selects nothing (an empty tensor)")
+    return [ctx.emit("gather", [x, Const(sel, ctx.base + ".sel")], axis=axis)]
+
+
+@handles("CumSum", 11)
+def CumSum_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = x @ T along axis, T the constant (inclusive / exclusive, forward / reverse)
+    triangle of ones: a matmul with a constant weight."""
+    x = ins[0]
+    shape = ctx.shape(x)
+    r = len(shape)
+    axis = _axis(int(np.asarray(ctx.need_const(ins[1], "CumSum axis")).reshape(-1)[0]), r)
+    d = shape[axis]
+    i, j = np.indices((d, d))
+    keep = (i >= j) if n.attrs.get("reverse", 0) else (i <= j)
+    if n.attrs.get("exclusive", 0):
+        keep &= i != j
+    tri = Const(keep.astype(ctx.type(x).np_dtype), ctx.base + ".tri")
+    if axis == r - 1:
+        return [ctx.emit("matmul", [x, tri])]
+    perm = [k for k in range(r) if k != axis] + [axis]
+    y = ctx.emit("matmul", [ctx.emit("transpose", [x], perm=perm), tri])
+    return [ctx.emit("transpose", [y], perm=list(np.argsort(perm)))]
+
+
+@handles("CumProd", 26)
+def CumProd_26(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    axis = _axis(int(np.asarray(ctx.need_const(ins[1], "CumProd axis")).reshape(-1)[0]),
+                 len(ctx.shape(ins[0])))
+    return [ctx.emit("cumprod", [ins[0]], axis=axis, exclusive=n.attrs.get("exclusive", 0),
+                     reverse=n.attrs.get("reverse", 0))]
+
+
+for _onnx, _ir in [("BitwiseAnd", "bitwise_and"), ("BitwiseOr", "bitwise_or"),
+                   ("BitwiseXor", "bitwise_xor")]:
+    handles(_onnx, 18)(_binary(_ir))
+
+
+@handles("BitwiseNot", 18)
+def BitwiseNot_18(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("bitwise_not", [ins[0]])]
+
+
+@handles("BitShift", 11)
+def BitShift_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("bit_shift", [ins[0], ins[1]], direction=n.attrs["direction"])]
+
+
+@handles("IsInf", 10)
+def IsInf_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("is_inf", [ins[0]], detect_positive=n.attrs.get("detect_positive", 1),
+                     detect_negative=n.attrs.get("detect_negative", 1))]
+
+
+@handles("IsNaN", 9)
+def IsNaN_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("is_nan", [ins[0]])]
+
+
+def _dft(ctx: Ctx, n: OnnxNode, x: V, length: int | None, axis: int) -> list[V | None]:
+    shape = ctx.shape(x)
+    axis = _axis(axis, len(shape))
+    if axis == len(shape) - 1:
+        raise ctx.unsupported("DFT along the last (real / imaginary) axis")
+    if length is None:
+        inv_real = n.attrs.get("inverse", 0) and n.attrs.get("onesided", 0)
+        length = 2 * (shape[axis] - 1) if inv_real else shape[axis]
+    return [ctx.emit("dft", [x], axis=axis, length=length,
+                     inverse=n.attrs.get("inverse", 0), onesided=n.attrs.get("onesided", 0))]
+
+
+@handles("DFT", 17)
+def DFT_17(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    length = _opt_const(ctx, ins, 1, "DFT dft_length")
+    return _dft(ctx, n, ins[0], None if length is None else int(length.reshape(-1)[0]),
+                n.attrs.get("axis", 1))
+
+
+@handles("DFT", 20)
+def DFT_20(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    length = _opt_const(ctx, ins, 1, "DFT dft_length")
+    axis = _opt_const(ctx, ins, 2, "DFT axis")
+    return _dft(ctx, n, ins[0], None if length is None else int(length.reshape(-1)[0]),
+                -2 if axis is None else int(axis.reshape(-1)[0]))
+
+
+@handles("LpPool", 11)
+def LpPool_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = (sum over the window of |x|^p)^(1/p), zeros outside: a conv of |x|^p with a
+    kernel of ones on (N*C, 1, ...), then pow 1/p."""
+    x = ins[0]
+    shape = ctx.shape(x)
+    kernel = list(n.attrs["kernel_shape"])
+    if n.attrs.get("ceil_mode", 0):
+        raise ctx.unsupported("LpPool ceil_mode=1")
+    attrs = _spatial_attrs(ctx, n, shape, kernel)
+    p = float(n.attrs.get("p", 2))
+    a = ctx.emit("abs", [x])
+    dt = ctx.type(x).np_dtype
+    ap = ctx.emit("mul", [a, a]) if p == 2 else ctx.emit("pow", [a, Const(np.asarray(p, dt),
+                                                                           ctx.base + ".p")])
+    flat = ctx.reshape(ap, (shape[0] * shape[1], 1) + tuple(shape[2:]))
+    ones = Const(np.ones([1, 1] + kernel, dt), ctx.base + ".ones")
+    s = ctx.emit("conv", [flat, ones], group=1, **attrs)
+    s = ctx.reshape(s, tuple(shape[:2]) + ctx.shape(s)[2:])
+    if p == 2:
+        return [ctx.emit("sqrt", [s])]
+    return [ctx.emit("pow", [s, Const(np.asarray(1.0 / p, dt), ctx.base + ".r")])]
+
+
 # ------------------------------------------------------------------ control flow (folded)
 
 

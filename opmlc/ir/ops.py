@@ -1053,6 +1053,88 @@ def _scatter_nd(x: np.ndarray, idx: np.ndarray, upd: np.ndarray, reduction: str)
     return y
 
 
+# ---------------------------------------------------------------- integer bit ops, scans, tests
+# (float engine only: the quantizer has no rule for them and says so)
+
+
+def _bitwise(name: str, fn: Callable[..., np.ndarray], arity: int = 2) -> None:
+    register(name, Group.ELEMENTWISE, _broadcast if arity == 2 else _same, (arity, arity))(
+        lambda *xs: fn(*xs).astype(xs[0].dtype))
+
+
+_bitwise("bitwise_and", np.bitwise_and)
+_bitwise("bitwise_or", np.bitwise_or)
+_bitwise("bitwise_xor", np.bitwise_xor)
+_bitwise("bitwise_not", np.invert, 1)
+
+
+@register("bit_shift", Group.ELEMENTWISE, _broadcast, (2, 2), {"direction": REQUIRED})
+def _bit_shift(x: np.ndarray, n: np.ndarray, direction: str) -> np.ndarray:
+    """y = x << n (LEFT, on the bits) or x >> n (RIGHT, arithmetic for signed types); a
+    shift outside [0, width) gives 0 (-1 for a negative x shifted right)."""
+    x, n = np.broadcast_arrays(x, n)
+    bits = x.dtype.itemsize * 8
+    bad = (n < 0) | (n >= bits)
+    k = np.where(bad, 0, n).astype(np.uint64)
+    u = np.dtype(f"u{x.dtype.itemsize}")
+    if direction == "LEFT":
+        y = np.left_shift(x.view(u) if x.dtype.kind == "i" else x, k.astype(u)).view(x.dtype)
+        return np.where(bad, 0, y).astype(x.dtype)
+    y = np.right_shift(x, k.astype(x.dtype))
+    return np.where(bad, np.where(x < 0, -1, 0), y).astype(x.dtype)
+
+
+@register("cumprod", Group.REDUCTION, _same, attrs={"axis": REQUIRED, "exclusive": 0,
+                                                    "reverse": 0})
+def _cumprod(x: np.ndarray, axis: int, exclusive: int, reverse: int) -> np.ndarray:
+    """y[i] = prod of x[j] for j <= i along axis (j < i: exclusive; j >= i: reverse)."""
+    v = np.flip(x, axis) if reverse else x
+    y = np.cumprod(v, axis=axis, dtype=x.dtype)
+    if exclusive:
+        y = np.concatenate([np.ones_like(np.take(y, [0], axis)),
+                            np.take(y, np.arange(x.shape[axis] - 1), axis)], axis)
+    return np.flip(y, axis) if reverse else y
+
+
+def _bool_same(ts: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [TensorType("bool", ts[0].shape)]
+
+
+@register("is_inf", Group.ELEMENTWISE, _bool_same,
+          attrs={"detect_positive": 1, "detect_negative": 1})
+def _is_inf(x: np.ndarray, detect_positive: int, detect_negative: int) -> np.ndarray:
+    return (np.isposinf(x) & bool(detect_positive)) | (np.isneginf(x) & bool(detect_negative))
+
+
+@register("is_nan", Group.ELEMENTWISE, _bool_same)
+def _is_nan(x: np.ndarray) -> np.ndarray:
+    return np.isnan(x)
+
+
+def _dft_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    shape = list(ts[0].shape)
+    n = a["length"]
+    irfft = a["inverse"] and a["onesided"]
+    shape[a["axis"]] = n // 2 + 1 if a["onesided"] and not irfft else n
+    shape[-1] = 1 if irfft else 2
+    return [TensorType(ts[0].dtype, tuple(shape))]
+
+
+@register("dft", Group.CONTRACTION, _dft_infer,
+          attrs={"axis": REQUIRED, "length": REQUIRED, "inverse": 0, "onesided": 0})
+def _dft(x: np.ndarray, axis: int, length: int, inverse: int, onesided: int) -> np.ndarray:
+    """The discrete Fourier transform of x (last axis: 1 real or 2 real/imaginary) along
+    ``axis`` over ``length`` points (zero-padded or cut), as ONNX DFT; inverse + onesided
+    is the inverse real transform (one real output)."""
+    c = x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0]  # x's precision
+    if inverse and onesided:
+        return np.fft.irfft(c, n=length, axis=axis)[..., None].astype(x.dtype)
+    y = (np.fft.ifft if inverse else np.fft.fft)(c, n=length, axis=axis)
+    if onesided:
+        y = np.take(y, np.arange(length // 2 + 1), axis=axis)
+    return np.stack([y.real, y.imag], -1).astype(x.dtype)
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
