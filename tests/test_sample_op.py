@@ -1,5 +1,5 @@
-"""q.sample (spec/QUANT.md, "Sampling"): the static-loop formulation equals a plain sort-based
-sampler written here from the definition, and ref == native == VM bit for bit."""
+"""q.sample (spec/QUANT.md 3.3, norm:sample): the static-loop formulation equals a plain
+sort-based sampler written here from the definition, and ref == native == VM bit for bit."""
 
 from __future__ import annotations
 
