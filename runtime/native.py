@@ -75,7 +75,7 @@ def _get_pool() -> ThreadPoolExecutor:
 
 DRIVER = "opmlc_run_all"
 _Driver = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                           ctypes.c_char_p, ctypes.c_void_p)
+                           ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
 def _yield_symbol() -> bool:
@@ -91,10 +91,11 @@ def _yield_symbol() -> bool:
 
 
 def driver_ir(n_nodes: int, triple: str) -> str:
-    """The runtime's driver, appended to the artifact's kernels before JIT compilation:
+    """The runtime's drivers, a module of their own beside the artifact's kernels:
 
-    ``void opmlc_run_all(ptr base, i64 part, i64 nparts, ptr flags, ptr sync)`` runs
-    ``node_0 .. node_{n-1}`` in order: node k with (part, nparts) when flags[k] != 0,
+    ``void opmlc_run_all(ptr base, i64 part, i64 nparts, ptr flags, ptr sync, ptr fns)``
+    runs the nodes in order, node k being the function at ``fns[k]`` (the kernels'
+    ``node_k``, compiled in other modules): node k with (part, nparts) when flags[k] != 0,
     else on part 0 only with (0, 1); with nparts > 1 the parts then wait at a barrier
     (an arrival counter and a generation word at ``sync``, ``sync + 64``), so every
     node sees all writes of the nodes before it. Threads spin on the generation, with
@@ -136,7 +137,8 @@ def driver_ir(n_nodes: int, triple: str) -> str:
         "  ret void",
         "}",
         "",
-        f"define void @{DRIVER}(ptr %base, i64 %part, i64 %nparts, ptr %flags, ptr %sync) {{",
+        f"define void @{DRIVER}(ptr %base, i64 %part, i64 %nparts, ptr %flags, ptr %sync, "
+        "ptr %fns) {",
         "entry:",
         "  %multi = icmp sgt i64 %nparts, 1",
         "  %p0 = icmp eq i64 %part, 0",
@@ -150,12 +152,16 @@ def driver_ir(n_nodes: int, triple: str) -> str:
             f"  %s{k} = icmp ne i8 %f{k}, 0",
             f"  br i1 %s{k}, label %par{k}, label %one{k}",
             f"par{k}:",
-            f"  call void @node_{k}(ptr %base, i64 %part, i64 %nparts) #90",
+            f"  %fq{k} = getelementptr ptr, ptr %fns, i64 {k}",
+            f"  %fn{k} = load ptr, ptr %fq{k}, align 8",
+            f"  call void %fn{k}(ptr %base, i64 %part, i64 %nparts)",
             f"  br label %sync{k}",
             f"one{k}:",
             f"  br i1 %p0, label %run{k}, label %sync{k}",
             f"run{k}:",
-            f"  call void @node_{k}(ptr %base, i64 0, i64 1) #90",
+            f"  %fr{k} = getelementptr ptr, ptr %fns, i64 {k}",
+            f"  %fo{k} = load ptr, ptr %fr{k}, align 8",
+            f"  call void %fo{k}(ptr %base, i64 0, i64 1)",
             f"  br label %sync{k}",
             f"sync{k}:",
             f"  br i1 %multi, label %bar{k}, label %end{k}",
@@ -170,15 +176,15 @@ def driver_ir(n_nodes: int, triple: str) -> str:
         lines.append("declare i32 @sched_yield()")
     if pause:
         lines.append("declare void @llvm.x86.sse2.pause()")
-    lines += ["attributes #90 = { noinline }", ""]
-    return "\n" + "\n".join(lines)
+    return "\n" + "\n".join(lines) + "\n"
 
 
 TRACE_DRIVER = "opmlc_trace_all"
 _TraceDriver = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                 ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
                                 ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_void_p)
 
 
 def _trace_driver_lines(n_nodes: int) -> list[str]:
@@ -239,7 +245,7 @@ def _trace_driver_lines(n_nodes: int) -> list[str]:
         "",
         f"define void @{TRACE_DRIVER}(ptr %base, i64 %part, i64 %nparts, ptr %flags, "
         "ptr %sync, ptr %upd, ptr %levels, i64 %top, ptr %roff, ptr %rlh, ptr %tops, "
-        "ptr %hsync) {",
+        "ptr %hsync, ptr %fns) {",
         "entry:",
         "  %multi = icmp sgt i64 %nparts, 1",
         "  %p0 = icmp eq i64 %part, 0",
@@ -253,12 +259,16 @@ def _trace_driver_lines(n_nodes: int) -> list[str]:
             f"  %s{k} = icmp ne i8 %f{k}, 0",
             f"  br i1 %s{k}, label %par{k}, label %one{k}",
             f"par{k}:",
-            f"  call void @node_{k}(ptr %base, i64 %part, i64 %nparts) #90",
+            f"  %fq{k} = getelementptr ptr, ptr %fns, i64 {k}",
+            f"  %fn{k} = load ptr, ptr %fq{k}, align 8",
+            f"  call void %fn{k}(ptr %base, i64 %part, i64 %nparts)",
             f"  br label %sync{k}",
             f"one{k}:",
             f"  br i1 %p0, label %run{k}, label %sync{k}",
             f"run{k}:",
-            f"  call void @node_{k}(ptr %base, i64 0, i64 1) #90",
+            f"  %fr{k} = getelementptr ptr, ptr %fns, i64 {k}",
+            f"  %fo{k} = load ptr, ptr %fr{k}, align 8",
+            f"  call void %fo{k}(ptr %base, i64 0, i64 1)",
             f"  br label %sync{k}",
             f"sync{k}:",
             f"  br i1 %multi, label %bar{k}, label %hash{k}",
@@ -363,6 +373,89 @@ def object_cache(text: str, cpu: str, feats: str, opt: int, triple: str, prefix:
     return cached, save
 
 
+# Kernel IR at least this long (characters) is split into modules compiled in parallel.
+_SPLIT_MIN_CHARS = 200_000
+
+
+def jit_parts(ir_chars: int) -> int:
+    """Modules the kernels are compiled in: one per CPU (at most 8) for a large IR, else 1;
+    ``$OPMLC_JIT_THREADS`` overrides."""
+    env = os.environ.get("OPMLC_JIT_THREADS")
+    if env:
+        return max(1, int(env))
+    return min(os.cpu_count() or 1, 8) if ir_chars >= _SPLIT_MIN_CHARS else 1
+
+
+def split_kernels(llvm_ir: str, n_nodes: int, parts: int) -> list[str]:
+    """The kernels' IR as ``parts`` modules (fewer when there are fewer nodes): each holds
+    every top-level line that is not a node function (globals, declarations, attributes,
+    helper functions such as the primitives: internal, so each module keeps its own copy
+    and drops what it does not use) and a share of the ``node_k`` functions, balanced by
+    length. A module's text is a function of the IR alone, so its object caches."""
+    common: list[str] = []
+    funcs: list[tuple[str, str]] = []
+    lines = llvm_ir.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("define "):
+            j = i
+            while lines[j] != "}":
+                j += 1
+            text = "\n".join(lines[i:j + 1])
+            name = line.split("@", 1)[1].split("(", 1)[0]
+            if name.startswith("node_"):
+                funcs.append((name, text))
+            else:
+                common.append(text)
+            i = j + 1
+            continue
+        common.append(line)
+        i += 1
+    parts = max(1, min(parts, len(funcs)))
+    bins: list[list[tuple[str, str]]] = [[] for _ in range(parts)]
+    load = [0] * parts
+    for name, text in sorted(funcs, key=lambda f: -len(f[1])):
+        b = load.index(min(load))
+        bins[b].append((name, text))
+        load[b] += len(text)
+    head = "\n".join(common)
+    return [head + "\n" + "\n".join(t for _, t in sorted(b, key=lambda f: _node_index(f[0])))
+            + "\n" for b in bins]
+
+
+def _node_index(name: str) -> int:
+    try:
+        return int(name[len("node_"):])
+    except ValueError:
+        return -1
+
+
+class _Part:
+    """One compiled module: its context, target machine and engine kept alive together."""
+
+    def __init__(self, llvm, target, cpu: str, feats: str, opt: int, text: str) -> None:
+        self.ctx = llvm.create_context()
+        self.tm = target.create_target_machine(cpu=cpu, features=feats, opt=opt)
+        cached, save = object_cache(text, cpu, feats, opt, target.triple)
+        self.cache_hit = cached is not None
+        mod = llvm.parse_assembly(text, context=self.ctx)
+        mod.verify()
+        self.nodes = [f.name for f in mod.functions
+                      if f.name.startswith("node_") and not f.is_declaration]
+        if cached is None:
+            pb = llvm.create_pass_builder(
+                self.tm, llvm.create_pipeline_tuning_options(speed_level=opt))
+            pb.getModulePassManager().run(mod, pb)
+        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
+        self.engine.set_object_cache(save, lambda _mod: cached)
+        self.engine.finalize_object()
+
+
+def _compile_part(llvm, target, cpu: str, feats: str, opt: int, text: str) -> _Part:
+    return _Part(llvm, target, cpu, feats, opt, text)
+
+
 class NativeModule:
     """The compiled kernels of one artifact (the engine must outlive the pointers)."""
 
@@ -376,23 +469,26 @@ class NativeModule:
         if not self.vnni:  # compile as for a host without VNNI (the forced fallback too)
             feats = ",".join(f"-{f[1:]}" if f in ("+avx512vnni", "+avxvnni") else f
                              for f in feats.split(","))
-        self.tm = target.create_target_machine(cpu=cpu, features=feats, opt=opt)
-        llvm_ir = with_primitives(llvm_ir, self.vnni) + driver_ir(n_nodes, target.triple)
-        cached, save = object_cache(llvm_ir, cpu, feats, opt, target.triple)
-        self.cache_hit = cached is not None
-        mod = llvm.parse_assembly(llvm_ir)
-        mod.verify()
-        if cached is None:
-            pb = llvm.create_pass_builder(
-                self.tm, llvm.create_pipeline_tuning_options(speed_level=opt))
-            pb.getModulePassManager().run(mod, pb)
-        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
-        self.engine.set_object_cache(save, lambda _mod: cached)
-        self.engine.finalize_object()
-        self.fns = [_Fn(self.engine.get_function_address(f"node_{k}")) for k in range(n_nodes)]
+        texts = split_kernels(with_primitives(llvm_ir, self.vnni), n_nodes,
+                              jit_parts(len(llvm_ir)))
+        texts.append(driver_ir(n_nodes, target.triple))
+        # one LLVM context, target machine and engine per module, compiled (or loaded
+        # from the object cache) on threads of their own: llvmlite's calls release the GIL
+        with ThreadPoolExecutor(max_workers=len(texts), thread_name_prefix="opmlc-jit") as ex:
+            self._parts = list(ex.map(
+                lambda t: _compile_part(llvm, target, cpu, feats, opt, t), texts))
+        self.cache_hit = all(p.cache_hit for p in self._parts)
+        addr = {}
+        for part in self._parts[:-1]:
+            for name in part.nodes:
+                addr[name] = part.engine.get_function_address(name)
+        self._fn_table = (ctypes.c_void_p * max(n_nodes, 1))(
+            *[addr[f"node_{k}"] for k in range(n_nodes)])
+        self.fns = [_Fn(addr[f"node_{k}"]) for k in range(n_nodes)]
         self.n_nodes = n_nodes
-        self._run_all = _Driver(self.engine.get_function_address(DRIVER))
-        self._trace_all = _TraceDriver(self.engine.get_function_address(TRACE_DRIVER))
+        drv = self._parts[-1].engine
+        self._run_all = _Driver(drv.get_function_address(DRIVER))
+        self._trace_all = _TraceDriver(drv.get_function_address(TRACE_DRIVER))
         self._hsync = (ctypes.c_int64 * 16)()  # the hashing's barrier words
         # barrier words: arrivals at offset 0, generation at offset 64 (own cache lines)
         self._sync = (ctypes.c_int64 * 16)()
@@ -409,11 +505,12 @@ class NativeModule:
         sync = ctypes.addressof(self._sync)
         with self._busy:
             if n <= 1:
-                self._run_all(base, 0, 1, fl, sync)
+                self._run_all(base, 0, 1, fl, sync, self._fn_table)
                 return
             pool = _get_pool()
-            futs = [pool.submit(self._run_all, base, p, n, fl, sync) for p in range(1, n)]
-            self._run_all(base, 0, n, fl, sync)
+            futs = [pool.submit(self._run_all, base, p, n, fl, sync, self._fn_table)
+                    for p in range(1, n)]
+            self._run_all(base, 0, n, fl, sync, self._fn_table)
             for f in futs:
                 f.result()
 
@@ -428,7 +525,7 @@ class NativeModule:
         n = threads()
         fl = ctypes.c_char_p(flags)
         sync, hsync = ctypes.addressof(self._sync), ctypes.addressof(self._hsync)
-        args = (fl, sync, update, levels, top, roff, rlh, tops, hsync)
+        args = (fl, sync, update, levels, top, roff, rlh, tops, hsync, self._fn_table)
         with self._busy:
             if n <= 1:
                 self._trace_all(base, 0, 1, *args)
@@ -456,4 +553,4 @@ class NativeModule:
 
 __all__ = ["DPBUSD_DECL", "DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule",
            "PARALLEL_MIN_STEPS", "TRACE_DRIVER", "cache_dir", "driver_ir", "object_cache",
-           "set_threads", "threads", "vnni", "with_primitives"]
+           "jit_parts", "set_threads", "split_kernels", "threads", "vnni", "with_primitives"]
