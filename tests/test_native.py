@@ -225,3 +225,28 @@ def test_trace_driver_equals_node_by_node_and_vm(monkeypatch) -> None:
     for r in run_threads(small, x, (1, 2)):
         assert (r.initial_root, r.node_roots, r.state_root) == (
             vm.initial_root, vm.node_roots, vm.state_root)
+
+
+def test_split_jit_modules_same_results(monkeypatch, tmp_path) -> None:
+    """Kernels compiled as several modules (one node each here) on parallel threads,
+    called through the drivers' function table: the same outputs and roots as one module;
+    each module holds the shared lines and only its own node functions."""
+    monkeypatch.setenv("OPMLC_CACHE_DIR", str(tmp_path))
+    g, _ = _two_node_program()
+    prog = Program(compile_graph(g, options={"fuse": False}))
+    assert len(prog.nodes) == 2
+    parts = native.split_kernels(prog.art.llvm_ir, len(prog.nodes), 2)
+    assert len(parts) == 2 and all(p.count("define void @node_") == 1 for p in parts)
+    assert len(native.split_kernels(prog.art.llvm_ir, len(prog.nodes), 5)) == 2
+    x = {"x": _rand(np.random.default_rng(9), "i8", (1, 3, 9, 9))}
+    got = {}
+    for n in ("1", "2"):
+        monkeypatch.setenv("OPMLC_JIT_THREADS", n)
+        p = Program(prog.art)
+        assert len(p.native()._parts) == int(n) + 1  # noqa: SLF001 - kernels + drivers
+        got[n] = [p.run(x, "native", **kw) for kw in ({}, {"trace": True})]
+    for a, b in zip(got["1"], got["2"], strict=True):
+        np.testing.assert_array_equal(a.outputs["y"], b.outputs["y"])
+        assert (a.initial_root, a.node_roots, a.state_root) == (
+            b.initial_root, b.node_roots, b.state_root)
+    np.testing.assert_array_equal(got["2"][0].outputs["y"], evaluate_int(g, x)["y"])
