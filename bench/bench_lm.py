@@ -1,6 +1,7 @@
 """Greedy next-token agreement of the trained char-level GPT, float vs integer (issue 11).
 
-    .venv/bin/python bench/bench_lm.py [--windows 64] [--engine native] [--json]
+    .venv/bin/python bench/bench_lm.py [--windows 64] [--engine native] [--int8-mode auto]
+        [--json]
 
 models/charlm.onnx (scripts/make_models.py, trained on Python's LICENSE.txt and stdlib
 docstrings) on the held-out windows of models/charlm_heldout.npz (32 characters each,
@@ -9,6 +10,8 @@ and for each scheme (calibrated on the 64 training windows stored with them) the
 positions where the integer model's argmax equals the float model's (agreement), the integer
 model's own accuracy, and the max |logit| error relative to the float logits' max.
 Default 64 windows = 2,048 positions; ``--windows 0`` runs all 1,285 (41,120 positions).
+``--int8-mode`` picks the int8 scheme's mixed precision (opmlc/quantize/mixed.py; ``plain``:
+every activation i8, the scheme before issue 11 part 4).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from opmlc import api  # noqa: E402
+from opmlc.frontend.importer import import_onnx  # noqa: E402
+from opmlc.quantize import quantize  # noqa: E402
+from opmlc.quantize.mixed import INT8_DEFAULT  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--windows", type=int, default=64, help="held-out windows (0 = all)")
     ap.add_argument("--engine", default="native", choices=["native", "vm", "ref"])
     ap.add_argument("--schemes", default="fixed,int8")
+    ap.add_argument("--int8-mode", default=INT8_DEFAULT, help="int8 mixed precision")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     data = np.load(ROOT / "models/charlm_heldout.npz")
@@ -44,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     fl = np.concatenate([sess.run(None, {"input_ids": x[None]})[0] for x in X])
     fpred = fl.argmax(-1)
     out = {"positions": int(Y.size), "windows": len(X), "engine": a.engine,
+           "int8_mode": a.int8_mode,
            "float_accuracy": float((fpred == Y).mean()), "schemes": {}}
     for scheme in a.schemes.split(","):
         t0 = time.time()
-        m = api.Model(api.compile(str(path), scheme=scheme,
-                                  calibration={"input_ids": data["calib"].astype(np.int64)}))
+        qm = quantize(import_onnx(str(path)), scheme, {"input_ids": data["calib"].astype(
+            np.int64)}, int8_mode=a.int8_mode)
+        m = api.Model(api.compile(qm))
         t_compile = time.time() - t0
         t0 = time.time()
         logits = np.concatenate([m.dequantize(m.run({"input_ids": x[None]}, a.engine)
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"charlm: {out['positions']} held-out positions ({out['windows']} windows of 32), "
-          f"engine {a.engine}")
+          f"engine {a.engine}, int8 mode {a.int8_mode}")
     print(f"  float (onnxruntime) next-char accuracy: {out['float_accuracy']:.4f}")
     for k, v in out["schemes"].items():
         print(f"  {k:5s}: greedy agreement with float {v['agreement_with_float']:.4f}, "

@@ -111,7 +111,7 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             output: str | Path | None = None, include_ir: bool = True,
             progress: Callable[[str], None] | None = None, fuse: bool = True,
             generate: int | None = None, context: int | None = None,
-            sample: str | dict | None = None) -> Artifact:
+            sample: str | dict | None = None, int8_mode: str | None = None) -> Artifact:
     """Compile ``model`` (ONNX path or ModelProto, a float IR Graph, or a QuantizedModel)
     to an artifact; write it to ``output`` if given. ``fuse``: fuse contraction + requant
     (+ clamp) chains into one node (recorded in the artifact's options).
@@ -120,7 +120,10 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     artifact runs N steps of generation in one program (``opmlc.quantize.generate``):
     greedy, or with ``sample`` ("temperature=T,top_k=K" or a dict) drawn by q.sample from
     a seed input. ``context=L`` fixes the ids' sequence length of an ONNX model whose
-    length is symbolic. ``Model.run({ids: prompt})`` then returns ``tokens``."""
+    length is symbolic. ``Model.run({ids: prompt})`` then returns ``tokens``.
+
+    ``int8_mode``: the int8 scheme's mixed precision (``opmlc.quantize.mixed``; default
+    ``auto``), recorded in the options when given."""
     from opmlc.backend.compile import compile_graph
     from opmlc.ir.graph import Graph
     from opmlc.ir.text import print_graph
@@ -139,6 +142,8 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
                                "shapes": {k: list(v) for k, v in sorted((shapes or {}).items())},
                                "calibration_sha256": _npz_digest(calibration)
                                if calibration else None, "fuse": bool(fuse)}
+    if int8_mode is not None:
+        options["int8_mode"] = int8_mode
     if isinstance(model, QuantizedModel):
         qm, source = model, hashlib.sha256(print_graph(model.graph).encode()).hexdigest()
         options["scheme"] = qm.scheme
@@ -159,7 +164,7 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             g = import_onnx(model, shapes)
         say(f"quantizing {len(g.nodes)} float IR nodes ({scheme}; calibrating on "
             + ("the given inputs)" if calibration else "synthetic inputs)"))
-        qm = quantize(g, scheme, calibration)
+        qm = quantize(g, scheme, calibration, **({"int8_mode": int8_mode} if int8_mode else {}))
         say(f"quantized: {len(qm.graph.nodes)} integer IR nodes")
     if generate is not None:
         from opmlc.quantize.generate import Sampling, unroll

@@ -60,9 +60,18 @@ def cmd_ir(args: argparse.Namespace) -> int:
 # --- quantize-report -------------------------------------------------------------------
 
 
+def add_int8_mode_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8-mode", metavar="MODE",
+                   help="--scheme int8: activations kept at 16 bits: auto (default: norm+out "
+                        "for a model with layer norms, else plain), plain (all i8), all, or "
+                        "groups joined by + from out, resid, norm, attn, act, and smooth "
+                        "(SmoothQuant first); see opmlc/quantize/mixed.py")
+
+
 def args_quantize_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX model file")
     p.add_argument("--scheme", choices=SCHEMES, default="fixed")
+    add_int8_mode_arg(p)
     add_calibrate_arg(p, "calibration inputs (arrays by input name); synthetic if omitted")
     add_shape_arg(p)
 
@@ -72,7 +81,8 @@ def cmd_quantize_report(args: argparse.Namespace) -> int:
     from opmlc.quantize import quantize_report
 
     g = import_onnx(args.model, parse_shape_flags(args.shape))
-    print(quantize_report(g, load_calibration(args.calibrate), args.scheme), end="")
+    print(quantize_report(g, load_calibration(args.calibrate), args.scheme,
+                          int8_mode=args.int8_mode), end="")
     return 0
 
 
@@ -83,6 +93,7 @@ def args_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX model file")
     p.add_argument("-o", "--output", required=True, help="output .opvm file")
     p.add_argument("--scheme", choices=SCHEMES, default="fixed")
+    add_int8_mode_arg(p)
     add_calibrate_arg(p, "calibration inputs by name")
     add_shape_arg(p)
     p.add_argument("--no-ir", action="store_true", help="do not embed the integer IR text")
@@ -112,7 +123,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                         calibration=load_calibration(args.calibrate),
                         shapes=parse_shape_flags(args.shape), include_ir=not args.no_ir,
                         progress=say, fuse=not args.no_fuse, generate=args.generate,
-                        context=args.context, sample=args.sample)
+                        context=args.context, sample=args.sample, int8_mode=args.int8_mode)
     write_file(args.output, art.to_bytes())
     m = art.meta
     say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "

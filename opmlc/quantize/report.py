@@ -8,6 +8,7 @@ import numpy as np
 from opmlc.ir.graph import Graph
 from opmlc.ir.interp import evaluate
 from opmlc.quantize.interp import evaluate_int
+from opmlc.quantize.mixed import INT8_DEFAULT
 from opmlc.quantize.params import FRAC_CLAMP, TINY, QParams
 from opmlc.quantize.quantize import QuantizedModel, calibration_samples, quantize
 
@@ -61,12 +62,18 @@ def degenerate(p: QParams, absmax: float) -> str:
 
 
 def quantize_report(graph: Graph, calibration: dict[str, np.ndarray] | None = None,
-                    scheme: str = "fixed", max_samples: int = 16) -> str:
-    """Quantize ``graph`` with ``calibration`` and tabulate per-layer errors (text)."""
-    qm = quantize(graph, scheme, calibration)
+                    scheme: str = "fixed", max_samples: int = 16,
+                    int8_mode: str | None = None) -> str:
+    """Quantize ``graph`` with ``calibration`` and tabulate per-layer errors (text);
+    ``int8_mode``: the int8 scheme's mixed precision (``opmlc.quantize.mixed``)."""
+    qm = quantize(graph, scheme, calibration, **({"int8_mode": int8_mode} if int8_mode else {}))
     samples = calibration_samples(graph, calibration, 4, seed=1)[:max_samples]
     rows = layer_errors(qm, graph, samples)
-    lines = [f"quantize-report scheme={scheme} samples={len(samples)} "
+    wide = sum(1 for _, p in qm.params.values() if p is not None and p.dtype == "i16"
+               and scheme == "int8")
+    lines = [f"quantize-report scheme={scheme}"
+             + (f" int8-mode={int8_mode or INT8_DEFAULT} (i16 values: {wide})"
+                if scheme == "int8" else "") + f" samples={len(samples)} "
              f"int-nodes={len(qm.graph.nodes)}",
              f"{'value':40s} {'dtype':5s} {'scale':>11s} {'zp':>5s} {'absmax':>11s} "
              f"{'max_abs_err':>11s} {'rel_err':>9s}"]
