@@ -60,6 +60,7 @@ class OnnxNode:
     opset: int
     attrs: dict[str, Any]
     outputs: list[str]
+    domain: str = ""
 
     def where(self) -> str:
         return f"node {self.name!r} ({self.op_type}, opset {self.opset})"
@@ -75,14 +76,17 @@ class Ctx:
         # set by the importer: inline(graph, binds) -> the subgraph's outputs (If / Loop)
         self.inline_fn: Any = None
 
-    def inline(self, graph: Any, binds: dict[str, V]) -> list[V]:
+    def inline(self, graph: Any, binds: dict[str, V],
+               opsets: dict[str, int] | None = None) -> list[V]:
         """Convert subgraph ``graph``'s nodes in place (outer values in scope, ``binds``
-        naming its inputs) and return its outputs: how a folded If / Loop is imported."""
+        naming its inputs; ``opsets`` when its nodes use other opsets than the model's, as
+        a function body may) and return its outputs: how a folded If / Loop or an ONNX
+        function is imported."""
         if self.inline_fn is None:
             raise self.unsupported("subgraphs can only be inlined during an import")
         node, base = self.node, self.base
         try:
-            return self.inline_fn(self, graph, binds)
+            return self.inline_fn(self, graph, binds, opsets)
         finally:
             self.node, self.base = node, base
 

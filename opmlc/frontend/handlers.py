@@ -10,11 +10,13 @@ matmul/add; Flatten/Squeeze/Unsqueeze become reshape; ...).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import onnx
 from onnx import helper
 
 from opmlc.frontend.context import Const, Ctx, OnnxNode, V
@@ -33,10 +35,19 @@ def handles(op_type: str, since: int = 1) -> Callable[[Handler], Handler]:
 
 
 def lookup(op_type: str, opset: int) -> Handler | None:
-    """The handler serving ``op_type`` at ``opset``, or None if unsupported."""
+    """The handler serving ``op_type`` at ``opset``; for an op without one that ONNX
+    defines by a function (Attention, RotaryEmbedding, ...), the function's expansion;
+    None if unsupported."""
     versions = HANDLERS.get(op_type, {})
     ok = [v for v in versions if v <= opset]
-    return versions[max(ok)] if ok else None
+    if ok:
+        return versions[max(ok)]
+    return _expand_function if _has_function(op_type, opset) else None
+
+
+@functools.cache
+def _has_function(op_type: str, opset: int) -> bool:
+    return _function_proto(op_type, opset, "", None, []) is not None
 
 
 def _axis(a: int, rank: int) -> int:
@@ -1187,6 +1198,168 @@ def Loop_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     return carried + stacked
 
 
+@handles("GridSample", 16)
+def GridSample_16(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Opset 16 names the modes bilinear / bicubic; 20 on linear / cubic (and N-d)."""
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(n.attrs.get("mode", "linear"),
+                                                          n.attrs.get("mode", "linear"))
+    if mode == "cubic" and len(ctx.shape(ins[0])) != 4:
+        raise ctx.unsupported("cubic GridSample is defined for 2-d images only")
+    return [ctx.emit("grid_sample", [ins[0], ins[1]], mode=mode,
+                     padding_mode=n.attrs.get("padding_mode", "zeros"),
+                     align_corners=n.attrs.get("align_corners", 0))]
+
+
+_RNN_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+_RNN_ACTS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+
+
+def _recurrent(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """RNN / GRU / LSTM over the static sequence (float engine; default activations)."""
+    a = n.attrs
+    kind = n.op_type
+    direction = a.get("direction", "forward")
+    nd = 2 if direction == "bidirectional" else 1
+    acts = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])]
+    if acts and [v.lower() for v in acts] != [v.lower() for v in _RNN_ACTS[kind] * nd]:
+        raise ctx.unsupported(f"{kind} activations {acts}: only the defaults "
+                              f"{_RNN_ACTS[kind]} are supported")
+    if a.get("clip") is not None or a.get("input_forget", 0):
+        raise ctx.unsupported(f"{kind} clip / input_forget are not supported")
+    x, w, r = ins[0], ins[1], ins[2]
+    hs = ctx.shape(r)[-1]
+    layout = a.get("layout", 0)
+    xs = ctx.shape(x)
+    batch = xs[0] if layout else xs[1]
+    dt = ctx.type(x).np_dtype
+
+    def opt(i: int, shape: tuple[int, ...]) -> V:
+        if len(ins) > i and ins[i] is not None:
+            return ins[i]
+        return Const(np.zeros(shape, dt), ctx.base + f".z{i}")
+
+    g = _RNN_GATES[kind]
+    hshape = (batch, nd, hs) if layout else (nd, batch, hs)
+    args = [x, w, r, opt(3, (nd, 2 * g * hs)), opt(5, hshape),
+            opt(6, hshape) if kind == "LSTM" else Const(np.zeros(hshape, dt), ctx.base + ".c"),
+            opt(7, (nd, 3 * hs)) if kind == "LSTM" else Const(np.zeros((nd, 3 * hs), dt),
+                                                               ctx.base + ".p")]
+    return list(ctx.emit_n("rnn", args, {"kind": kind.lower(), "hidden_size": hs,
+                                         "direction": direction, "layout": layout,
+                                         "linear_before_reset": a.get("linear_before_reset",
+                                                                      0)}))
+
+
+for _op in _RNN_GATES:
+    handles(_op, 7)(_recurrent)
+
+
+# ------------------------------------------------------------------ ops defined by an ONNX function
+
+
+def _function_proto(op_type: str, opset: int, domain: str, node: Any,
+                    types: list[Any]) -> Any:
+    """The FunctionProto that ONNX defines ``op_type`` by at ``opset`` (static, or built
+    for this node and its input types), or None."""
+    from onnx import FunctionProto, defs
+
+    try:
+        schema = defs.get_schema(op_type, opset, domain)
+    except defs.SchemaError:
+        return None
+    fv = [v for v in schema.function_opset_versions if v <= opset]
+    cv = [v for v in schema.context_dependent_function_opset_versions if v <= opset]
+    f = FunctionProto()
+    if cv and (not fv or max(cv) >= max(fv)):
+        if node is None:
+            return f  # a marker: the op has one
+        f.ParseFromString(schema.get_context_dependent_function_with_opset_version(
+            max(cv), node.SerializeToString(), [t.SerializeToString() for t in types]))
+        return f
+    if fv:
+        f.ParseFromString(schema.get_function_with_opset_version(max(fv)))
+        return f
+    return None
+
+
+def _onnx_type(ctx: Ctx, v: V) -> Any:
+    t = ctx.type(v)
+    code = {d: c for c, d in ONNX_DTYPES.items()}[t.dtype]
+    return helper.make_tensor_type_proto(code, list(t.shape))
+
+
+def _expand_function(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """An op without a handler that ONNX defines by a function: its body, with the node's
+    attributes substituted, inlined like a subgraph (names prefixed by the node's)."""
+    from onnx import AttributeProto, defs
+
+    domain = n.domain
+    names = [f"{n.name}/in{i}" if v is not None else "" for i, v in enumerate(ins)]
+    attrs = dict(n.attrs)
+    schema = defs.get_schema(n.op_type, n.opset, domain)
+    for k, a in schema.attributes.items():
+        if k not in attrs and a.default_value and a.default_value.type:
+            attrs[k] = helper.get_attribute_value(a.default_value)
+    node = helper.make_node(n.op_type, names, list(n.outputs), domain=domain or None,
+                            **{k: v.encode() if isinstance(v, str) else v
+                               for k, v in attrs.items()})
+    f = _function_proto(n.op_type, n.opset, domain, node,
+                        [_onnx_type(ctx, v) if v is not None else helper.make_tensor_type_proto(
+                            1, None) for v in ins])
+    amap = {a.name: a for a in node.attribute}
+    pre = f"{n.name}/{n.op_type}/"
+
+    def rename(x: str) -> str:
+        return pre + x if x else ""
+
+    def expand(fnode: Any) -> Any:
+        new = onnx.NodeProto()
+        new.CopyFrom(fnode)
+        new.ClearField("input")
+        new.ClearField("output")
+        new.ClearField("attribute")
+        new.input.extend(rename(x) for x in fnode.input)
+        new.output.extend(rename(x) for x in fnode.output)
+        for a in fnode.attribute:
+            if a.ref_attr_name:
+                if a.ref_attr_name in amap:
+                    b = AttributeProto()
+                    b.CopyFrom(amap[a.ref_attr_name])
+                    b.name = a.name
+                    new.attribute.append(b)
+            else:
+                b = AttributeProto()
+                b.CopyFrom(a)
+                if a.type == AttributeProto.GRAPH:
+                    b.g.CopyFrom(subgraph(a.g))
+                elif a.type == AttributeProto.GRAPHS:
+                    raise ctx.unsupported("a function body with a list of subgraphs")
+                new.attribute.append(b)
+        return new
+
+    def subgraph(g: Any) -> Any:  # every name prefixed, as in the body
+        new = onnx.GraphProto()
+        new.CopyFrom(g)
+        for vi in list(new.input) + list(new.output):
+            vi.name = rename(vi.name)
+        for t in new.initializer:
+            t.name = rename(t.name)
+        new.ClearField("node")
+        new.node.extend(expand(x) for x in g.node)
+        return new
+
+    want = [k for k, o in enumerate(n.outputs) if o and k < len(f.output)]
+    outs = [helper.make_tensor_value_info(rename(f.output[k]), 0, None) for k in want]
+    graph = helper.make_graph([expand(x) for x in f.node], f"{n.op_type}_body", [], outs)
+    binds = {rename(fi): v for fi, v in zip(f.input, ins, strict=False) if v is not None}
+    opsets = {DOMAINS_OF.get(o.domain, o.domain): o.version for o in f.opset_import}
+    res = dict(zip(want, ctx.inline(graph, binds, opsets), strict=True))
+    return [res.get(k) for k in range(len(n.outputs))]
+
+
+DOMAINS_OF = {"": "", "ai.onnx": ""}
+
+
 # ------------------------------------------------------------------ compile-time only (folded)
 
 
@@ -1241,7 +1414,8 @@ def ConstantOfShape_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | No
 @handles("Range", 11)
 def Range_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     """y = start, start + delta, ... while < limit (> for negative delta)."""
-    start, limit, delta = (ctx.need_const(v, "Range operands") for v in ins[:3])
+    start, limit, delta = (np.asarray(ctx.need_const(v, "Range operands")).reshape(())
+                           for v in ins[:3])
     count = max(int(np.ceil((limit - start) / delta)), 0)
     y = (start + np.arange(count) * delta).astype(start.dtype)
     return [Const(y, ctx.base)]

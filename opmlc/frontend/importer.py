@@ -139,7 +139,8 @@ def _convert_node(ctx: Ctx, node: onnx.NodeProto, idx: int, opset: int,
     except Exception as e:  # noqa: BLE001 - a malformed attribute is the user's file
         raise ModelLoadError(f"node {name!r} ({node.op_type}): malformed attribute: "
                              f"{type(e).__name__}: {e}") from None
-    ctx.node = OnnxNode(node.op_type, name, opset, attrs, out_names)
+    ctx.node = OnnxNode(node.op_type, name, opset, attrs, out_names,
+                        DOMAINS.get(node.domain, node.domain))
     ctx.base = next((o for o in out_names if o), name)
     missing = [i for i in node.input if i and i not in env]
     if missing:
@@ -148,7 +149,8 @@ def _convert_node(ctx: Ctx, node: onnx.NodeProto, idx: int, opset: int,
                              "is malformed or not topologically sorted)")
     ins = [env[i] if i else None for i in node.input]
     handler = lookup(node.op_type, opset)
-    assert handler is not None  # check_supported ran first
+    if handler is None:  # inside a subgraph or a function body
+        raise UnsupportedOpsError([(node.op_type, opset, name)])
     start = len(ctx.g.nodes)
     try:
         outs = list(handler(ctx, ctx.node, ins))
@@ -212,14 +214,16 @@ def _inliner(opsets: dict[str, int], outer: dict[str, V]):  # noqa: ANN202
     scope (``outer``, the environment being filled), its inputs bound by ``binds``."""
     scopes = [outer]
 
-    def inline(ctx: Ctx, graph: onnx.GraphProto, binds: dict[str, V]) -> list[V]:
+    def inline(ctx: Ctx, graph: onnx.GraphProto, binds: dict[str, V],
+               own: dict[str, int] | None = None) -> list[V]:
         env = {**scopes[-1], **binds}
+        sets = {**opsets, **(own or {})}
         for t in graph.initializer:
             env[t.name] = Const(numpy_helper.to_array(t), t.name)
         scopes.append(env)
         try:
             for idx, node in enumerate(graph.node):
-                _convert_node(ctx, node, idx, opsets[DOMAINS.get(node.domain, node.domain)],
+                _convert_node(ctx, node, idx, sets[DOMAINS.get(node.domain, node.domain)],
                               env)
         finally:
             scopes.pop()

@@ -22,6 +22,7 @@ filled by :func:`canonical_attrs`).
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -1133,6 +1134,160 @@ def _dft(x: np.ndarray, axis: int, length: int, inverse: int, onesided: int) -> 
     if onesided:
         y = np.take(y, np.arange(length // 2 + 1), axis=axis)
     return np.stack([y.real, y.imag], -1).astype(x.dtype)
+
+
+def _reflect(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Reflect v by the near border until it lies in [lo, hi] (GridSample's rule)."""
+    rng = hi - lo
+    below, above = v < lo, v > hi
+    dx = np.where(below, lo - v, np.where(above, v - hi, 0.0))
+    k = np.floor(dx / rng) if rng > 0 else np.zeros_like(dx)
+    r = dx - k * rng
+    even = (k % 2) == 0
+    out = np.where(below, np.where(even, lo + r, hi - r), v)
+    return np.where(above, np.where(even, hi - r, lo + r), out)
+
+
+def _grid_sample_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[0].dtype, ts[0].shape[:2] + ts[1].shape[1:-1])]
+
+
+@register("grid_sample", Group.NONLINEAR, _grid_sample_infer, (2, 2),
+          {"mode": "linear", "padding_mode": "zeros", "align_corners": 0})
+def _grid_sample(x: np.ndarray, grid: np.ndarray, mode: str, padding_mode: str,
+                 align_corners: int) -> np.ndarray:
+    """y[n, c, o] = interpolation (nearest, linear, cubic with a = -0.75) of x[n, c] at the
+    point grid[n, o] (normalised to [-1, 1], last axis x, y, z = the spatial axes
+    reversed), outside points by padding_mode (zeros, border, reflection): ONNX GridSample,
+    separable over the spatial axes."""
+    dims = x.shape[2:]
+    r = len(dims)
+    taps = []
+    for d in range(r):
+        n_ = dims[d]
+        g = grid[..., r - 1 - d].astype(np.float32)
+        v = ((g + 1) / 2 * (n_ - 1) if align_corners else ((g + 1) * n_ - 1) / 2).astype(
+            np.float32).astype(np.float64)
+        if mode == "nearest":
+            v = np.rint(v)
+        lo, hi = (0.0, n_ - 1.0) if align_corners else (-0.5, n_ - 0.5)
+        out = (v < lo) | (v > hi)
+        if padding_mode == "border":
+            v = np.where(out, np.clip(v, 0, n_ - 1), v)
+        elif padding_mode == "reflection":
+            v = np.where(out, _reflect(v, lo, hi), v)
+
+        def at(i: np.ndarray, n_: int = n_, lo: float = lo, hi: float = hi
+               ) -> tuple[np.ndarray, np.ndarray]:
+            if padding_mode == "zeros":
+                return (i >= 0) & (i < n_), np.clip(i, 0, n_ - 1)
+            if padding_mode == "border":
+                return np.ones(i.shape, np.bool_), np.clip(i, 0, n_ - 1)
+            j = np.trunc(_reflect(i.astype(np.float64), lo, hi)).astype(np.int64)
+            return np.ones(i.shape, np.bool_), np.clip(j, 0, n_ - 1)
+
+        if mode == "nearest":
+            axis_taps = [(np.trunc(v).astype(np.int64), np.ones(v.shape))]
+        else:
+            x0 = np.floor(v)
+            t = np.abs(v - x0)
+            x0 = x0.astype(np.int64)
+            if mode == "linear":
+                axis_taps = [(x0, 1 - t), (x0 + 1, t)]
+            else:
+                a = -0.75
+                cs = [((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+                      ((a + 2) * t - (a + 3)) * t * t + 1,
+                      ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+                      ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a]
+                axis_taps = [(x0 + k - 1, cs[k]) for k in range(4)]
+        taps.append([(*at(i), w) for i, w in axis_taps])
+    nidx = np.arange(x.shape[0]).reshape((-1,) + (1,) * (grid.ndim - 2))
+    y = np.zeros(grid.shape[:-1] + (x.shape[1],))
+    for combo in itertools.product(*taps):
+        ok = np.logical_and.reduce([c[0] for c in combo])
+        w = np.prod([c[2] for c in combo], axis=0)
+        vals = np.moveaxis(x, 1, -1)[(nidx,) + tuple(c[1] for c in combo)]
+        y += np.where(ok, w, 0.0)[..., None] * vals
+    return np.moveaxis(y, -1, 1).astype(x.dtype)
+
+
+def _sig(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _rnn_pass(kind: str, xs: np.ndarray, w: np.ndarray, r: np.ndarray, b: np.ndarray,
+              h: np.ndarray, c: np.ndarray, p: np.ndarray, lbr: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One direction over the sequence xs (T, B, I): the ONNX RNN / GRU / LSTM cell with
+    the default activations."""
+    wb, rb = np.split(b, 2)
+    ys = []
+    for x in xs:
+        if kind == "rnn":
+            h = np.tanh(x @ w.T + h @ r.T + wb + rb)
+        elif kind == "gru":
+            wz, wr, wh = np.split(w, 3)
+            rz, rr, rh = np.split(r, 3)
+            bz, br, bh = np.split(wb, 3)
+            qz, qr, qh = np.split(rb, 3)
+            z = _sig(x @ wz.T + h @ rz.T + bz + qz)
+            rg = _sig(x @ wr.T + h @ rr.T + br + qr)
+            if lbr:
+                hh = np.tanh(x @ wh.T + rg * (h @ rh.T + qh) + bh)
+            else:
+                hh = np.tanh(x @ wh.T + (rg * h) @ rh.T + bh + qh)
+            h = (1 - z) * hh + z * h
+        else:
+            pi, po, pf = np.split(p, 3)
+            i, o, f, g = np.split(x @ w.T + h @ r.T + wb + rb, 4, -1)
+            i = _sig(i + pi * c)
+            f = _sig(f + pf * c)
+            c = f * c + i * np.tanh(g)
+            o = _sig(o + po * c)
+            h = o * np.tanh(c)
+        ys.append(h)
+    return np.stack(ys), h, c
+
+
+def _rnn_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0].shape, ts[1].shape
+    nd, hs = w[0], a["hidden_size"]
+    t, b = (x[1], x[0]) if a["layout"] else (x[0], x[1])
+    y = (b, t, nd, hs) if a["layout"] else (t, nd, b, hs)
+    yh = (b, nd, hs) if a["layout"] else (nd, b, hs)
+    n = 3 if a["kind"] == "lstm" else 2
+    return [TensorType(ts[0].dtype, y)] + [TensorType(ts[0].dtype, yh)] * (n - 1)
+
+
+@register("rnn", Group.NONLINEAR, _rnn_infer, (7, 7),
+          {"kind": REQUIRED, "hidden_size": REQUIRED, "direction": "forward", "layout": 0,
+           "linear_before_reset": 0},
+          num_outputs=lambda a: 3 if a["kind"] == "lstm" else 2)
+def _rnn(x: np.ndarray, w: np.ndarray, r: np.ndarray, b: np.ndarray, h0: np.ndarray,
+         c0: np.ndarray, p: np.ndarray, kind: str, hidden_size: int, direction: str,
+         layout: int, linear_before_reset: int) -> tuple[np.ndarray, ...]:
+    """ONNX RNN / GRU / LSTM (``kind``) with the default activations over the whole
+    sequence: (Y, Y_h[, Y_c]); b, h0, c0, p are given (zeros where the model has none)."""
+    dt = x.dtype
+    x, h0, c0 = (x.astype(np.float64), h0.astype(np.float64), c0.astype(np.float64))
+    if layout:
+        x, h0, c0 = np.swapaxes(x, 0, 1), np.swapaxes(h0, 0, 1), np.swapaxes(c0, 0, 1)
+    outs = []
+    for d in range(w.shape[0]):
+        back = direction == "reverse" or d == 1
+        xs = np.flip(x, 0) if back else x
+        y, h, c = _rnn_pass(kind, xs, w[d].astype(np.float64), r[d].astype(np.float64),
+                            b[d].astype(np.float64), h0[d], c0[d], p[d].astype(np.float64),
+                            linear_before_reset)
+        outs.append((np.flip(y, 0) if back else y, h, c))
+    y = np.stack([o[0] for o in outs], 1)
+    yh = np.stack([o[1] for o in outs], 0)
+    yc = np.stack([o[2] for o in outs], 0)
+    if layout:
+        y, yh, yc = np.transpose(y, (2, 0, 1, 3)), np.swapaxes(yh, 0, 1), np.swapaxes(yc, 0, 1)
+    res = (y.astype(dt), yh.astype(dt))
+    return res + (yc.astype(dt),) if kind == "lstm" else res
 
 
 def op_names() -> list[str]:
