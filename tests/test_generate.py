@@ -174,3 +174,27 @@ def test_cli_generate_with_text_prompt(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "is not in the vocabulary" in bad.stderr
     bad = _cli("run", str(art), "--prompt", "x")
     assert bad.returncode != 0 and "--prompt needs --vocab" in bad.stderr
+
+
+@pytest.mark.evm
+@pytest.mark.parametrize("where", ["sample", "step1-matmul"])
+def test_disputed_generation_is_won_by_the_honest_side(tiny_sampled: api.Model,
+                                                       where: str) -> None:
+    """One game for the whole generation: a submitter whose run went wrong inside step 1
+    (in its q.sample draw, or in a matmul of the decoder's second copy) loses on a real EVM
+    (revm) to the honest challenger, the dispute ending in one VM step on chain."""
+    pytest.importorskip("pyrevm")
+    from opmlc.cli.game import compile_contracts
+    from opmlc_runtime.agents import Fault, HonestView, LyingView, play
+    from opmlc_runtime.game import Game, RevmChain
+
+    m = tiny_sampled
+    x = {"input_ids": np.array([4, 2], np.int64), "seed": 11}
+    nodes = m.meta["nodes"]
+    k = next(i for i, n in enumerate(nodes, 1) if (
+        n["op"] == "q.sample" and n["name"].endswith("g1/tok") if where == "sample" else
+        n["op"].startswith("q.matmul") and "s1/" in n["name"]))
+    f = Fault(k, int(nodes[k - 1]["steps"]) // 2, offset=5)
+    out = play(Game(RevmChain(), *compile_contracts()), m.program, x,
+               LyingView(m.program, x, f), HonestView(m.program, x), "challenger")
+    assert out.winner == "challenger" and out.disputed_node == k, out.to_json()
