@@ -24,6 +24,7 @@ XFAIL: dict[str, dict[str, list[tuple[str, str]]]] = {
         "Celu": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Compress": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "OneHot": [(EXOTIC_DTYPE, _DTYPE_REASON)],
+        "ReverseSequence": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Einsum": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Equal": [(EXOTIC_DTYPE, _DTYPE_REASON)],
         "Range": [(EXOTIC_DTYPE, _DTYPE_REASON),

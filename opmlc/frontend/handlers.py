@@ -1254,6 +1254,121 @@ for _op in _RNN_GATES:
     handles(_op, 7)(_recurrent)
 
 
+# ------------------------------------------------------------------ integer and quantized ops
+
+
+@handles("Shrink", 9)
+def Shrink_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("shrink", [ins[0]], bias=n.attrs.get("bias", 0.0),
+                     lambd=n.attrs.get("lambd", 0.5))]
+
+
+@handles("BitCast", 26)
+def BitCast_26(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    to = ir_dtype(ctx, n.attrs["to"])
+    if DTYPES[to].itemsize != ctx.type(ins[0]).np_dtype.itemsize:
+        raise ctx.unsupported(f"BitCast to {to}: the element widths differ")
+    return [ctx.emit("bitcast", [ins[0]], to=to)]
+
+
+@handles("Det", 11)
+def Det_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("det", [ins[0]])]
+
+
+@handles("QLinearMatMul", 10)
+def QLinearMatMul_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    return [ctx.emit("qlinear_matmul", list(ins[:8]))]
+
+
+def _zero_point(ctx: Ctx, ins: list[V | None], i: int, like: V) -> V:
+    if len(ins) > i and ins[i] is not None:
+        return ins[i]
+    return Const(np.zeros((), ctx.type(like).np_dtype), ctx.base + f".zp{i}")
+
+
+@handles("MatMulInteger", 10)
+def MatMulInteger_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    za, zb = _zero_point(ctx, ins, 2, ins[0]), _zero_point(ctx, ins, 3, ins[1])
+    if len(ctx.shape(za)) == 1 and ctx.shape(za)[0] > 1:  # per row of a
+        za = ctx.reshape(za, (ctx.shape(za)[0], 1))
+    return [ctx.emit("matmul_integer", [ins[0], ins[1], za, zb])]
+
+
+@handles("ConvInteger", 10)
+def ConvInteger_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = conv(x - x_zp, w - w_zp) in int32 (zeros in the padding)."""
+    x, w = ins[0], ins[1]
+    xz, wz = _zero_point(ctx, ins, 2, x), _zero_point(ctx, ins, 3, w)
+    nd = len(ctx.shape(w)) - 2
+    if ctx.shape(wz) and math.prod(ctx.shape(wz)) > 1:
+        wz = ctx.reshape(wz, (math.prod(ctx.shape(wz)),) + (1,) * (nd + 1))
+    x32 = ctx.emit("sub", [ctx.emit("cast", [x], to="i32"), ctx.emit("cast", [xz], to="i32")])
+    w32 = ctx.emit("sub", [ctx.emit("cast", [w], to="i32"), ctx.emit("cast", [wz], to="i32")])
+    attrs = _spatial_attrs(ctx, n, ctx.shape(x), list(ctx.shape(w)[2:]))
+    return [ctx.emit("conv", [x32, w32], group=n.attrs.get("group", 1), **attrs)]
+
+
+@handles("ReverseSequence", 10)
+def ReverseSequence_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Constant sequence lengths: a gather through the constant index map
+    y[t, b] = x[t < len[b] ? len[b] - 1 - t : t, b]."""
+    x = ins[0]
+    shape = ctx.shape(x)
+    lens = _ints(ctx.need_const(ins[1], "ReverseSequence sequence_lens"))
+    ta, ba = n.attrs.get("time_axis", 0), n.attrs.get("batch_axis", 1)
+    idx = np.arange(math.prod(shape)).reshape(shape)
+    src = idx.copy()
+    for b, ln in enumerate(lens):
+        sl = [slice(None)] * len(shape)
+        sl[ba] = slice(b, b + 1)
+        part = np.take(idx[tuple(sl)], np.arange(ln)[::-1], axis=ta)
+        sl[ta] = slice(0, ln)
+        src[tuple(sl)] = part
+    flat = ctx.reshape(x, (math.prod(shape),))
+    y = ctx.emit("gather", [flat, Const(src.reshape(-1).astype(np.int64), ctx.base + ".map")],
+                 axis=0)
+    return [ctx.reshape(y, shape)]
+
+
+@handles("GatherND", 11)
+def GatherND_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y[j] = x[batch(j), idx[j, 0], ..., idx[j, k-1], ...]: the flat row
+    sum_d (idx[j, d] (+ dim if negative)) * stride_d (+ the batch row) gathered from x
+    viewed as (rows, rest); the gather clamps a row out of range."""
+    x, idx = ins[0], ins[1]
+    xs, js = ctx.shape(x), ctx.shape(idx)
+    bd = n.attrs.get("batch_dims", 0)
+    k = js[-1]
+    lead = js[:-1]
+    rows = math.prod(xs[:bd + k])
+    rest = xs[bd + k:]
+    it = ctx.type(idx).np_dtype
+    pos: V | None = None
+    for d in range(bd + k):
+        stride = math.prod(xs[d + 1:bd + k])
+        if d < bd:
+            shape = [1] * len(lead)
+            shape[d] = xs[d]
+            c: V = Const((np.arange(xs[d]) * stride).reshape(shape).astype(it), ctx.base + ".b")
+        else:
+            j = d - bd
+            c = ctx.reshape(ctx.emit("slice", [idx], starts=[0] * len(lead) + [j],
+                                     ends=list(lead) + [j + 1], steps=[1] * len(js)), lead)
+            neg = ctx.emit("less", [c, Const(np.zeros((), it), ctx.base + ".z")])
+            c = ctx.emit("where", [neg, ctx.emit("add", [c, Const(np.asarray(xs[d], it),
+                                                                   ctx.base + ".n")]), c])
+            if stride != 1:
+                c = ctx.emit("mul", [c, Const(np.asarray(stride, it), ctx.base + ".s")])
+        pos = c if pos is None else ctx.emit("add", [pos, c])
+    if pos is None:
+        raise ctx.unsupported("GatherND with empty index tuples")
+    if ctx.shape(pos) != tuple(lead):
+        pos = ctx.emit("expand", [pos], shape=list(lead))
+    table = ctx.reshape(x, (rows,) + tuple(rest))
+    return [ctx.emit("gather", [table, pos], axis=0)]
+
+
 # ------------------------------------------------------------------ ops defined by an ONNX function
 
 

@@ -1290,6 +1290,48 @@ def _rnn(x: np.ndarray, w: np.ndarray, r: np.ndarray, b: np.ndarray, h0: np.ndar
     return res + (yc.astype(dt),) if kind == "lstm" else res
 
 
+@register("shrink", Group.ELEMENTWISE, _same, attrs={"bias": 0.0, "lambd": 0.5}, pointwise=True)
+def _shrink(x: np.ndarray, bias: float, lambd: float) -> np.ndarray:
+    """y = x + bias if x < -lambd, x - bias if x > lambd, else 0."""
+    return np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0)).astype(x.dtype)
+
+
+@register("bitcast", Group.ELEMENTWISE, lambda ts, a: [TensorType(a["to"], ts[0].shape)],
+          attrs={"to": REQUIRED})
+def _bitcast(x: np.ndarray, to: str) -> np.ndarray:
+    """The same bytes read as element type ``to`` (of the same width)."""
+    return np.array(x, copy=True).view(DTYPES[to]).reshape(x.shape)
+
+
+@register("det", Group.NONLINEAR, lambda ts, a: [TensorType(ts[0].dtype, ts[0].shape[:-2])])
+def _det(x: np.ndarray) -> np.ndarray:
+    """Determinants of the trailing square matrices."""
+    return np.asarray(np.linalg.det(x)).astype(x.dtype)
+
+
+def _qlinear_matmul_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    (t,) = _matmul_infer([ts[0], ts[3]], a)
+    return [TensorType(ts[7].dtype, t.shape)]
+
+
+@register("qlinear_matmul", Group.CONTRACTION, _qlinear_matmul_infer, (8, 8))
+def _qlinear_matmul(a, sa, za, b, sb, zb, sy, zy) -> np.ndarray:  # noqa: ANN001
+    """y = sat(rint((a - za) @ (b - zb) * sa * sb / sy) + zy) (ONNX QLinearMatMul)."""
+    c = np.matmul(a.astype(np.int32) - za.astype(np.int32), b.astype(np.int32)
+                  - zb.astype(np.int32))
+    d = c * (sa * sb / sy) + zy
+    info = np.iinfo(zy.dtype)
+    return np.clip(np.rint(d), info.min, info.max).astype(zy.dtype)
+
+
+@register("matmul_integer", Group.CONTRACTION,
+          lambda ts, a: [TensorType("i32", _matmul_infer(ts[:2], a)[0].shape)], (4, 4))
+def _matmul_integer(a, b, za, zb) -> np.ndarray:  # noqa: ANN001
+    """y = (a - za) @ (b - zb) in int32 (ONNX MatMulInteger)."""
+    return np.matmul(a.astype(np.int32) - za.astype(np.int32),
+                     b.astype(np.int32) - zb.astype(np.int32))
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
