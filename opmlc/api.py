@@ -228,6 +228,7 @@ class Model:
         engine alike (spec/QUANT.md) and announced by an :class:`IndexWarning` first."""
         if engine not in ENGINES:
             raise OpmlcError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        inputs = self.program.expand(inputs)  # a generation program: prompt -> inputs
         for msg in self.index_warnings(inputs):
             warnings.warn(msg, IndexWarning, stacklevel=2)
         if saturate:

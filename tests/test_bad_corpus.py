@@ -30,6 +30,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     put("text.onnx", b"hello world\n")
     good = api.compile(str(MLP)).to_bytes()
     put("good.opvm", good)
+    put("gen.opvm", api.compile(str(ROOT / "models" / "gpt2_tiny.onnx"), generate=3,
+                                sample="temperature=1,top_k=4").to_bytes())
+    put("vocab.json", b'["a", "b"')
     put("trunc.opvm", good[:len(good) // 2])
     put("flip.opvm", good[:100] + bytes([good[100] ^ 1]) + good[101:])
     put("empty.opvm", b"")
@@ -46,7 +49,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
                       "wide.npy": np.zeros((1, 65), np.float32),
                       "str.npy": np.array(["a"] * 64).reshape(1, 64),
                       "int_big.npy": np.full((1, 64), 1 << 40, np.int64),
-                      "ok.npy": np.full((1, 64), 3, np.float32)}.items():
+                      "ok.npy": np.full((1, 64), 3, np.float32),
+                      "prompt.npy": np.array([1, 2], np.int64)}.items():
         np.save(d / name, arr)
         f[name] = d / name
     for name, arr in {"cal_nan.npz": np.full((4, 1, 64), np.nan, np.float32),
@@ -108,6 +112,26 @@ CORPUS: list[tuple[str, list[str]]] = [
                    "input={wide.npy}"]),
     ("run-out-is-input", ["run", "{good.opvm}", "--input", "input={flat.npy}", "-o",
                           "{flat.npy}"]),
+    ("compile-generate-not-decoder", ["compile", str(MLP), "--generate", "2", "-o",
+                                      "{dir}/o.opvm", "-q"]),
+    ("compile-generate-too-many", ["compile", str(ROOT / "models" / "gpt2_tiny.onnx"),
+                                   "--generate", "8", "-o", "{dir}/o.opvm", "-q"]),
+    ("compile-sample-bad", ["compile", str(ROOT / "models" / "gpt2_tiny.onnx"), "--generate",
+                            "2", "--sample", "temperature=-1", "-o", "{dir}/o.opvm", "-q"]),
+    ("compile-sample-no-generate", ["compile", str(MLP), "--sample", "top_k=3", "-o",
+                                    "{dir}/o.opvm", "-q"]),
+    ("run-gen-no-seed", ["run", "{gen.opvm}", "--input", "input_ids={prompt.npy}"]),
+    ("run-gen-long-prompt", ["run", "{gen.opvm}", "--input", "input_ids={int_big.npy}",
+                             "--seed", "1"]),
+    ("run-gen-float-prompt", ["run", "{gen.opvm}", "--input", "input_ids={flat.npy}",
+                              "--seed", "1"]),
+    ("run-gen-prompt-no-vocab", ["run", "{gen.opvm}", "--prompt", "ab", "--seed", "1"]),
+    ("run-gen-vocab-bad", ["run", "{gen.opvm}", "--prompt", "ab", "--vocab", "{vocab.json}",
+                           "--seed", "1"]),
+    ("run-gen-vocab-missing", ["run", "{gen.opvm}", "--prompt", "ab", "--vocab",
+                               "{missing}", "--seed", "1"]),
+    ("run-seed-not-gen", ["run", "{good.opvm}", "--input", "input={ok.npy}", "--seed", "1"]),
+    ("trace-gen-no-seed", ["trace", "{gen.opvm}", "--input", "input_ids={prompt.npy}"]),
     ("inspect-missing", ["inspect", "{missing}"]),
     ("inspect-empty", ["inspect", "{empty.opvm}"]),
     ("inspect-trunc", ["inspect", "{trunc.opvm}"]),

@@ -114,6 +114,45 @@ def saturated(program, inputs: dict) -> dict:
     return out
 
 
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation programs (compiled with --generate N)")
+    g.add_argument("--seed", type=int, help="the seed of a sampling program (its `seed` input)")
+    g.add_argument("--vocab", metavar="FILE",
+                   help="the token strings (a JSON list, or one per line): the generated text "
+                        "is printed beside the token ids, and --prompt can be used")
+    g.add_argument("--prompt", metavar="TEXT",
+                   help="the prompt as text, tokenized with --vocab (instead of --input "
+                        "ids=prompt.npy)")
+
+
+def generation_inputs(args: argparse.Namespace, meta: dict, inputs: dict
+                      ) -> tuple[dict, list[str] | None]:
+    """``inputs`` with --seed / --prompt applied, and the vocabulary (or None)."""
+    from opmlc_runtime.generate import GenerateInputError, GenSpec, encode_text, read_vocab
+
+    gen = GenSpec.of(meta)
+    if gen is None:
+        if args.seed is not None or args.prompt is not None or args.vocab:
+            raise OpmlcError("--seed, --prompt and --vocab apply to generation programs "
+                             "(compiled with --generate N); this artifact is not one")
+        return inputs, None
+    try:
+        vocab = read_vocab(args.vocab) if args.vocab else None
+        if args.prompt is not None:
+            if vocab is None:
+                raise OpmlcError("--prompt needs --vocab FILE to tokenize the text")
+            if gen.ids in inputs:
+                raise OpmlcError(f"give the prompt once: --prompt or --input {gen.ids}=...")
+            inputs = {**inputs, gen.ids: encode_text(vocab, args.prompt)}
+    except GenerateInputError as e:
+        raise OpmlcError(str(e)) from None
+    if args.seed is not None:
+        if gen.seed is None:
+            raise OpmlcError("--seed: this program is greedy (compile with --sample to draw)")
+        inputs = {**inputs, gen.seed: args.seed}
+    return inputs, vocab
+
+
 def read_inputs(flags: list[str]) -> dict:
     """``--input NAME=FILE.npy`` (repeated) and ``--input FILE.npz`` -> arrays by name."""
     from opmlc_runtime.files import read_npy, read_npz

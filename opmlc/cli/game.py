@@ -20,7 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from opmlc.cli.common import add_input_arg, add_saturate_arg, read_inputs, saturated
+from opmlc.cli.common import (
+    add_generation_args,
+    add_input_arg,
+    add_saturate_arg,
+    generation_inputs,
+    read_inputs,
+    saturated,
+)
 from opmlc.errors import OpmlcError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +37,7 @@ GAME_SOL = ROOT / "contracts" / "OpmlcGame.sol"
 def args_challenge(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help=".opvm file")
     add_input_arg(p)
+    add_generation_args(p)
     add_saturate_arg(p)
     p.add_argument("--fault", metavar="node=K[,step=T][,byte=B]",
                    help="where the liar's states first go wrong: node K's output (S_K), or the "
@@ -114,7 +122,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
     silent, after = _silent(args.silent)
     try:
         prog = Program(Artifact.load(args.artifact))
-        inputs = read_inputs(args.input)
+        inputs, _ = generation_inputs(args, prog.art.meta, read_inputs(args.input))
         prog.check_names(inputs)
         if args.saturate:
             inputs = saturated(prog, inputs)

@@ -14,8 +14,10 @@ import argparse
 import json
 
 from opmlc.cli.common import (
+    add_generation_args,
     add_input_arg,
     add_saturate_arg,
+    generation_inputs,
     hex32,
     progress_printer,
     read_inputs,
@@ -27,6 +29,7 @@ from opmlc.errors import OpmlcError
 def args_trace(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help=".opvm file")
     add_input_arg(p)
+    add_generation_args(p)
     add_saturate_arg(p)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--inclusion", type=int, metavar="K",
@@ -56,7 +59,7 @@ def _load(args: argparse.Namespace):
 
     try:
         prog = Program(Artifact.load(args.artifact))
-        inputs = read_inputs(args.input)
+        inputs, _ = generation_inputs(args, prog.art.meta, read_inputs(args.input))
         prog.check_names(inputs)
         if args.saturate:
             inputs = saturated(prog, inputs)
