@@ -138,6 +138,14 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
         raise OpmlcError("context= applies to an ONNX file; give shapes= for other models")
     if context is not None:
         shapes = {**_context_shapes(model, context), **(shapes or {})}
+    elif generate is not None and isinstance(model, (str, Path)):
+        try:
+            name, dims = _ids_input(model)
+        except OpmlcError:  # not a decoder: unroll says so after the import
+            name, dims = "", []
+        if not all(isinstance(d, int) and d > 0 for d in dims) and name not in (shapes or {}):
+            raise OpmlcError(f"{model}: the token ids {name!r} have a symbolic length "
+                             f"{list(dims)}; give the context with --context L")
     options: dict[str, Any] = {"scheme": scheme,
                                "shapes": {k: list(v) for k, v in sorted((shapes or {}).items())},
                                "calibration_sha256": _npz_digest(calibration)
@@ -187,8 +195,9 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     return art
 
 
-def _context_shapes(path: str | Path, context: int) -> dict[str, tuple[int, ...]]:
-    """``{ids: (1, context)}`` (or ``(context,)``) for the one integer input of an ONNX file."""
+def _ids_input(path: str | Path) -> tuple[str, list]:
+    """(name, dims: ints, or names of symbolic dims) of the one integer input of an ONNX
+    file (the token ids of a decoder)."""
     import onnx
 
     try:
@@ -201,8 +210,14 @@ def _context_shapes(path: str | Path, context: int) -> dict[str, tuple[int, ...]
     if len(ints) != 1 or len(ints[0].type.tensor_type.shape.dim) not in (1, 2):
         raise OpmlcError(f"{path}: --context needs one integer token-ids input of rank 1 "
                          "or 2; give --shape NAME=1x<L> instead")
-    rank = len(ints[0].type.tensor_type.shape.dim)
-    return {ints[0].name: (1, context) if rank == 2 else (context,)}
+    return ints[0].name, [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                          for d in ints[0].type.tensor_type.shape.dim]
+
+
+def _context_shapes(path: str | Path, context: int) -> dict[str, tuple[int, ...]]:
+    """``{ids: (1, context)}`` (or ``(context,)``) for the one integer input of an ONNX file."""
+    name, dims = _ids_input(path)
+    return {name: (1, context) if len(dims) == 2 else (context,)}
 
 
 class Model:

@@ -148,6 +148,25 @@ def test_compile_errors() -> None:
         api.compile(TINY, sample="temperature=1")
 
 
+def test_context_fixes_a_symbolic_length(tmp_path: Path) -> None:
+    import onnx
+
+    m = onnx.load(TINY)
+    for v in (m.graph.input[0], m.graph.output[0]):
+        d = v.type.tensor_type.shape.dim[1]
+        d.ClearField("dim_value")
+        d.dim_param = "T"
+    dyn = tmp_path / "dyn.onnx"
+    onnx.save(m, dyn)
+    with pytest.raises(api.OpmlcError, match="symbolic length.*--context L"):
+        api.compile(dyn, generate=2)
+    art = api.compile(dyn, generate=2, context=8)
+    assert art.meta["options"]["generate"]["context"] == 8
+    p = np.array([3, 1], np.int64)
+    assert api.Model(art).run({"input_ids": p}, "ref").outputs["tokens"].tolist() == \
+        python_loop(TINY, "fixed", p, 2)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "opmlc", *args], capture_output=True,
                           text=True, cwd=ROOT)
