@@ -30,8 +30,6 @@ XFAIL: dict[str, dict[str, list[tuple[str, str]]]] = {
         "Range": [(EXOTIC_DTYPE, _DTYPE_REASON),
                   (r"positive_delta_expanded$", "the expansion loops with a trip count computed "
                    "from run-time inputs (only constant trip counts are unrolled)")],
-        "LinearAttention": [(r".", "its ONNX function loops over the sequence with Scan, "
-                                   "which is not supported")],
         "Bernoulli": [(r".", "random sampling (RandomUniformLike) is out of scope: a "
                              "verifiable inference is deterministic")],
         "Attention": [(EXOTIC_DTYPE, _DTYPE_REASON)],

@@ -1369,6 +1369,49 @@ def GatherND_11(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     return [ctx.emit("gather", [table, pos], axis=0)]
 
 
+@handles("Scan", 9)
+def Scan_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """The body unrolled over the (static) scan axis: state carried, the scan inputs sliced
+    at each step (reversed by direction 1), the scan outputs stacked along their axes."""
+    body = n.attrs["body"]
+    m = n.attrs["num_scan_inputs"]
+    states, xs = list(ins[:len(ins) - m]), list(ins[len(ins) - m:])
+    n_out = len(body.output) - len(states)
+    in_axes = list(n.attrs.get("scan_input_axes", [0] * m))
+    in_dirs = list(n.attrs.get("scan_input_directions", [0] * m))
+    out_axes = list(n.attrs.get("scan_output_axes", [0] * n_out))
+    out_dirs = list(n.attrs.get("scan_output_directions", [0] * n_out))
+    in_axes = [_axis(a, len(ctx.shape(x))) for a, x in zip(in_axes, xs, strict=True)]
+    lengths = {ctx.shape(x)[a] for a, x in zip(in_axes, xs, strict=True)}
+    if len(lengths) != 1:
+        raise ctx.unsupported(f"Scan inputs of different lengths {sorted(lengths)}")
+    steps = lengths.pop()
+    names = [i.name for i in body.input]
+    outs: list[list[V]] = [[] for _ in range(n_out)]
+    for t in range(steps):
+        binds: dict[str, V] = dict(zip(names, states, strict=False))
+        for k, (x, a, d) in enumerate(zip(xs, in_axes, in_dirs, strict=True)):
+            shape = ctx.shape(x)
+            i = steps - 1 - t if d else t
+            sl = ctx.emit("slice", [x], starts=[i if j == a else 0 for j in range(len(shape))],
+                          ends=[i + 1 if j == a else e for j, e in enumerate(shape)],
+                          steps=[1] * len(shape))
+            binds[names[len(states) + k]] = ctx.reshape(sl, shape[:a] + shape[a + 1:])
+        res = ctx.inline(body, binds)
+        states = res[:len(states)]
+        for k, v in enumerate(res[len(states):]):
+            outs[k].append(v)
+    stacked: list[V | None] = []
+    for vs, a, d in zip(outs, out_axes, out_dirs, strict=True):
+        if d:
+            vs = vs[::-1]
+        rank = len(ctx.shape(vs[0])) + 1
+        a = _axis(a, rank)
+        rows = [_unsqueeze(ctx, v, [a]) for v in vs]
+        stacked.append(rows[0] if len(rows) == 1 else ctx.emit("concat", rows, axis=a))
+    return list(states) + stacked
+
+
 # ------------------------------------------------------------------ ops defined by an ONNX function
 
 
