@@ -7,8 +7,9 @@ An artifact compiled with ``opmlc compile --generate N`` records in its options:
 
 Its inputs are the ids (1, L) (or (L,)), ``gen.pos`` (1,) and, when it samples, ``seed``
 (1,). A user gives the prompt instead: ``{ids: P token ids}`` (a 1-D or 1 x P integer
-array, 1 <= P <= L - N) and, for a sampling program, ``{"seed": s}`` (an integer or a
-one-element integer array, taken modulo 2^64 as a signed word). ``expand`` writes the
+array, 1 <= P <= L - N; under the model's name for its ids input, or simply ``ids``)
+and, for a sampling program, ``{"seed": s}`` (an integer or a one-element integer array,
+taken modulo 2^64 as a signed word). ``expand`` writes the
 prompt into ids[0:P] (the rest 0: causality keeps it out of every logit the program reads)
 and sets gen.pos = P - 1, the position whose logits choose the first new token.
 """
@@ -56,6 +57,8 @@ class GenSpec:
         """The program's inputs for a prompt (inputs already holding ``pos`` pass through)."""
         if self.pos in inputs:
             return inputs
+        if self.ids not in inputs and "ids" in inputs:  # the generic name for the prompt
+            inputs = {(self.ids if k == "ids" else k): v for k, v in inputs.items()}
         out = {k: v for k, v in inputs.items() if k not in (self.ids, self.seed)}
         if self.ids not in inputs:
             raise GenerateInputError(f"missing input {self.ids!r} (the prompt); this program "

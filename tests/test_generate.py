@@ -186,9 +186,10 @@ def test_cli_generate_with_text_prompt(tmp_path: Path) -> None:
     assert d["tokens"] == python_loop(CHARLM, "fixed", prompt, 4)
     assert d["text"] == "".join(vocab[t] for t in d["tokens"])
     np.save(tmp_path / "p.npy", prompt)
-    r2 = _cli("run", str(art), "--input", f"input_ids={tmp_path / 'p.npy'}", "--json",
-              "--commit")
-    assert json.loads(r2.stdout)["state_root"] == d["state_root"]
+    for name in ("input_ids", "ids"):  # the model's name, or the generic one
+        r2 = _cli("run", str(art), "--input", f"{name}={tmp_path / 'p.npy'}", "--json",
+                  "--commit")
+        assert json.loads(r2.stdout)["state_root"] == d["state_root"], r2.stderr
     bad = _cli("run", str(art), "--prompt", "é", "--vocab", VOCAB)
     assert bad.returncode != 0 and "is not in the vocabulary" in bad.stderr
     bad = _cli("run", str(art), "--prompt", "x")
