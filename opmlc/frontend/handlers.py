@@ -1412,6 +1412,67 @@ def Scan_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     return list(states) + stacked
 
 
+@handles("Col2Im", 18)
+def Col2Im_18(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    img = _ints(ctx.need_const(ins[1], "Col2Im image_shape"))
+    blk = _ints(ctx.need_const(ins[2], "Col2Im block_shape"))
+    nd = len(img)
+    return [ctx.emit("col2im", [ins[0]], image_shape=img, block_shape=blk,
+                     dilations=list(n.attrs.get("dilations", [1] * nd)),
+                     pads=list(n.attrs.get("pads", [0] * (2 * nd))),
+                     strides=list(n.attrs.get("strides", [1] * nd)))]
+
+
+@handles("TensorScatter", 24)
+def TensorScatter_24(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """present = past with update written at rows write_indices[b] + s along axis (mod the
+    cache length when circular): scatter_elements with the computed row indices."""
+    past, upd = ins[0], ins[1]
+    ps, us = ctx.shape(past), ctx.shape(upd)
+    axis = _axis(n.attrs.get("axis", -2), len(ps))
+    wi = ins[2] if len(ins) > 2 and ins[2] is not None else Const(
+        np.zeros((ps[0],), np.int64), ctx.base + ".wi")
+    shape = [1] * len(ps)
+    shape[0] = ps[0]
+    rows = ctx.reshape(wi, shape)
+    it = ctx.type(wi).np_dtype
+    iota = [1] * len(ps)
+    iota[axis] = us[axis]
+    rows = ctx.emit("add", [rows, Const(np.arange(us[axis], dtype=it).reshape(iota),
+                                        ctx.base + ".s")])
+    if n.attrs.get("mode", "linear") == "circular":
+        rows = ctx.emit("mod", [rows, Const(np.asarray(ps[axis], it), ctx.base + ".m")],
+                        fmod=0)
+    rows = ctx.emit("expand", [rows], shape=list(us))
+    return [ctx.emit("scatter_elements", [past, rows, upd], axis=axis, reduction="none")]
+
+
+@handles("MaxUnpool", 9)
+def MaxUnpool_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """y = zeros with y.flat[indices] = x (a scatter into the flat output), padded at the
+    end to output_shape when it is given."""
+    x, idx = ins[0], ins[1]
+    xs = ctx.shape(x)
+    k = list(n.attrs["kernel_shape"])
+    nd = len(k)
+    s = list(n.attrs.get("strides", [1] * nd))
+    p = list(n.attrs.get("pads", [0] * (2 * nd)))
+    inferred = list(xs[:2]) + [(xs[2 + i] - 1) * s[i] - (p[i] + p[i + nd]) + k[i]
+                               for i in range(nd)]
+    total = math.prod(inferred)
+    zeros = Const(np.zeros((total,), ctx.type(x).np_dtype), ctx.base + ".zeros")
+    flat = ctx.emit("scatter_elements", [zeros, ctx.reshape(idx, (math.prod(xs),)),
+                                         ctx.reshape(x, (math.prod(xs),))], axis=0,
+                    reduction="none")
+    y = ctx.reshape(flat, inferred)
+    if len(ins) > 2 and ins[2] is not None:
+        want = _ints(ctx.need_const(ins[2], "MaxUnpool output_shape"))
+        pads = [0] * len(want) + [w - i for w, i in zip(want, inferred, strict=True)]
+        if any(pads):
+            y = ctx.emit("pad", [y], pads=pads, mode="constant", value=0.0)
+    return [y]
+
+
 # ------------------------------------------------------------------ ops defined by an ONNX function
 
 

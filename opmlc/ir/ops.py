@@ -1332,6 +1332,36 @@ def _matmul_integer(a, b, za, zb) -> np.ndarray:  # noqa: ANN001
                      b.astype(np.int32) - zb.astype(np.int32))
 
 
+def _col2im_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    k = math.prod(a["block_shape"])
+    return [TensorType(ts[0].dtype, (ts[0].shape[0], ts[0].shape[1] // k)
+                       + tuple(a["image_shape"]))]
+
+
+@register("col2im", Group.CONTRACTION, _col2im_infer,
+          attrs={"image_shape": REQUIRED, "block_shape": REQUIRED, "dilations": REQUIRED,
+                 "pads": REQUIRED, "strides": REQUIRED})
+def _col2im(x: np.ndarray, image_shape: list[int], block_shape: list[int],
+            dilations: list[int], pads: list[int], strides: list[int]) -> np.ndarray:
+    """y[n, c, p] = sum of x[n, c * K + j, l] over the blocks j and window positions l
+    with l * stride - pad_begin + j * dilation = p (ONNX Col2Im)."""
+    nd = len(image_shape)
+    k = math.prod(block_shape)
+    n, ck, _ = x.shape
+    c = ck // k
+    cols = [(image_shape[i] + pads[i] + pads[i + nd] - (dilations[i] * (block_shape[i] - 1)
+                                                         + 1)) // strides[i] + 1
+            for i in range(nd)]
+    y = np.zeros((n, c) + tuple(image_shape), np.float64)
+    xs = x.reshape(n, c, k, -1).astype(np.float64)
+    for j, off in enumerate(np.ndindex(*block_shape)):
+        for li, lpos in enumerate(np.ndindex(*cols)):
+            p = [lpos[i] * strides[i] - pads[i] + off[i] * dilations[i] for i in range(nd)]
+            if all(0 <= p[i] < image_shape[i] for i in range(nd)):
+                y[(slice(None), slice(None)) + tuple(p)] += xs[:, :, j, li]
+    return y.astype(x.dtype)
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
