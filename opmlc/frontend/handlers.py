@@ -148,8 +148,10 @@ def Dropout_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     """Inference: y = x, mask = all true."""
     if len(ins) > 2 and ins[2] is not None:
         training = ctx.need_const(ins[2], "Dropout training_mode")
-        if bool(training):
-            raise ctx.unsupported("training_mode=1")
+        ratio = ctx.need_const(ins[1], "Dropout ratio") if len(ins) > 1 and ins[1] is not None \
+            else np.asarray(0.5)
+        if bool(training) and float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+            raise ctx.unsupported("training_mode=1 with a ratio > 0 (random masks)")
     mask = Const(np.ones(ctx.shape(ins[0]), np.bool_), ctx.base)
     return [ins[0], mask]
 
@@ -202,12 +204,41 @@ def Where_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
 @handles("BatchNormalization", 7)
 def BatchNormalization_7(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     """Inference form: y = (x - mean) / sqrt(var + eps) * scale + B along axis 1."""
-    if n.attrs.get("training_mode", 0) or n.attrs.get("spatial", 1) != 1:
-        raise ctx.unsupported("only inference-mode, spatial BatchNormalization is supported")
+    if n.attrs.get("spatial", 1) != 1:
+        raise ctx.unsupported("only spatial BatchNormalization is supported")
+    if n.attrs.get("training_mode", 0):
+        return _batch_norm_training(ctx, n, ins)
     if len([o for o in n.outputs if o]) > 1:
-        raise ctx.unsupported("training outputs (running mean/var) are not supported")
+        raise ctx.unsupported("training outputs (running mean/var) need training_mode=1")
     y = ctx.emit("batch_norm", list(ins[:5]), epsilon=n.attrs.get("epsilon", 1e-5))
     return [y]
+
+
+def _batch_norm_training(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Batch statistics over every axis but 1: y = (x - m) / sqrt(v + eps) * scale + B,
+    running mean / var = input * momentum + batch * (1 - momentum) (v: population)."""
+    x, scale, bias, mean, var = ins[:5]
+    shape = ctx.shape(x)
+    axes = [a for a in range(len(shape)) if a != 1]
+    dt = ctx.type(x).np_dtype
+    eps, mom = n.attrs.get("epsilon", 1e-5), n.attrs.get("momentum", 0.9)
+
+    def c(v: float, tag: str) -> Const:
+        return Const(np.asarray(v, dt), ctx.base + tag)
+
+    ch = (shape[1],) + (1,) * (len(shape) - 2)
+    m = ctx.emit("reduce_mean", [x], axes=axes, keepdims=1)
+    d = ctx.emit("sub", [x, m])
+    v = ctx.emit("reduce_mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=1)
+    inv = ctx.emit("reciprocal", [ctx.emit("sqrt", [ctx.emit("add", [v, c(eps, ".eps")])])])
+    y = ctx.emit("add", [ctx.emit("mul", [ctx.emit("mul", [d, inv]), ctx.reshape(scale, ch)]),
+                         ctx.reshape(bias, ch)])
+    bm, bv = ctx.reshape(m, (shape[1],)), ctx.reshape(v, (shape[1],))
+    run_m = ctx.emit("add", [ctx.emit("mul", [mean, c(mom, ".mom")]),
+                             ctx.emit("mul", [bm, c(1 - mom, ".mom1")])])
+    run_v = ctx.emit("add", [ctx.emit("mul", [var, c(mom, ".mom")]),
+                             ctx.emit("mul", [bv, c(1 - mom, ".mom1")])])
+    return [y, run_m, run_v]
 
 
 @handles("QuantizeLinear", 10)
