@@ -84,6 +84,7 @@ def engines() -> dict[str, Engine]:
 
 def float_claims(op_type: str, opset: int) -> bool:
     """The float engine claims every ONNX op the frontend imports."""
+    op_type = op_type.removeprefix("ai.onnx.ml.")  # the ML domain's handlers share the table
     return op_type not in _NEVER and lookup(op_type, opset) is not None
 
 

@@ -43,7 +43,6 @@ XFAIL: dict[str, dict[str, list[tuple[str, str]]]] = {
         ],
         "Dropout": [(r"^test_training_dropout(?!_zero_ratio)",
                      "training-mode Dropout (random masks) is out of scope for inference")],
-        "MaxPool": [(r"with_argmax", "the Indices output of MaxPool is not supported")],
         "CausalConvWithState": [(r"silu_fp16",
                                  "float16 expansion: the reference rounds each intermediate "
                                  "differently (1 ulp of f16 > rtol 1e-3)")],

@@ -418,11 +418,12 @@ def Conv_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
 
 def _pool(op: str) -> Handler:
     def handler(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
-        if len([o for o in n.outputs if o]) > 1:
-            raise ctx.unsupported("the Indices output of MaxPool is not supported")
         kernel = list(n.attrs["kernel_shape"])
         attrs = _spatial_attrs(ctx, n, ctx.shape(ins[0]), kernel)
         attrs.update(kernel_shape=kernel, ceil_mode=n.attrs.get("ceil_mode", 0))
+        if len([o for o in n.outputs if o]) > 1:  # with Indices: float engine only
+            return list(ctx.emit_n("max_pool_indices", [ins[0]], {
+                **attrs, "storage_order": n.attrs.get("storage_order", 0)}))
         if op == "average_pool":
             attrs["count_include_pad"] = n.attrs.get("count_include_pad", 0)
         return [ctx.emit(op, [ins[0]], **attrs)]
@@ -1502,6 +1503,66 @@ def MaxUnpool_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
         if any(pads):
             y = ctx.emit("pad", [y], pads=pads, mode="constant", value=0.0)
     return [y]
+
+
+@handles("Binarizer", 1)
+def Binarizer_1(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """ai.onnx.ml: y = x > threshold ? 1 : 0."""
+    x = ins[0]
+    dt = ctx.type(x).np_dtype
+    hit = ctx.emit("greater", [x, Const(np.asarray(n.attrs.get("threshold", 0.0), dt),
+                                        ctx.base + ".t")])
+    return [ctx.emit("where", [hit, Const(np.ones((), dt), ctx.base + ".one"),
+                               Const(np.zeros((), dt), ctx.base + ".zero")])]
+
+
+@handles("STFT", 17)
+def STFT_17(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Frames of the signal (a constant gather), times the window, then a DFT per frame."""
+    sig = ins[0]
+    step = int(np.asarray(ctx.need_const(ins[1], "STFT frame_step")).reshape(-1)[0])
+    win = ins[2] if len(ins) > 2 and ins[2] is not None else None
+    flen = _opt_const(ctx, ins, 3, "STFT frame_length")
+    length = int(flen.reshape(-1)[0]) if flen is not None else ctx.shape(win)[0]
+    shape = ctx.shape(sig)  # (batch, T, 1 or 2)
+    frames = (shape[1] - length) // step + 1
+    idx = (np.arange(frames)[:, None] * step + np.arange(length)[None, :]).astype(np.int64)
+    f = ctx.emit("gather", [sig, Const(idx, ctx.base + ".frames")], axis=1)
+    if win is not None:
+        f = ctx.emit("mul", [f, ctx.reshape(win, (1, 1, length, 1))])
+    onesided = n.attrs.get("onesided", 1) if shape[-1] == 1 else 0
+    return [ctx.emit("dft", [f], axis=2, length=length, inverse=0, onesided=onesided)]
+
+
+@handles("Scan", 8)
+def Scan_8(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Opset 8: axis 0 of every input is a batch; each batch row scans (along its axis 0)
+    as opset 9 does, the results stacked again along the batch axis."""
+    if ins and ins[0] is not None:
+        lens = _ints(ctx.need_const(ins[0], "Scan sequence_lens"))
+        full = {ctx.shape(x)[1] for x in ins[len(ins) - n.attrs["num_scan_inputs"]:]}
+        if any(v not in full for v in lens):
+            raise ctx.unsupported("Scan sequence_lens shorter than the inputs")
+    vals = list(ins[1:])
+    batch = ctx.shape(vals[0])[0]
+    m = n.attrs["num_scan_inputs"]
+    inner = OnnxNode(n.op_type, n.name, 9, {
+        "body": n.attrs["body"], "num_scan_inputs": m,
+        "scan_input_directions": list(n.attrs.get("directions", [0] * m))}, n.outputs)
+    rows = []
+    for b in range(batch):
+        parts = []
+        for v in vals:
+            shape = ctx.shape(v)
+            sl = ctx.emit("slice", [v], starts=[b] + [0] * (len(shape) - 1),
+                          ends=[b + 1] + list(shape[1:]), steps=[1] * len(shape))
+            parts.append(ctx.reshape(sl, shape[1:]))
+        rows.append(Scan_9(ctx, inner, parts))
+    out: list[V | None] = []
+    for k in range(len(rows[0])):
+        vs = [_unsqueeze(ctx, r[k], [0]) for r in rows]
+        out.append(vs[0] if len(vs) == 1 else ctx.emit("concat", vs, axis=0))
+    return out
 
 
 # ------------------------------------------------------------------ ops defined by an ONNX function

@@ -1362,6 +1362,38 @@ def _col2im(x: np.ndarray, image_shape: list[int], block_shape: list[int],
     return y.astype(x.dtype)
 
 
+def _max_pool_idx_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    (t,) = _pool_infer(ts, a)
+    return [t, TensorType("i64", t.shape)]
+
+
+@register("max_pool_indices", Group.REDUCTION, _max_pool_idx_infer,
+          attrs={**_POOL_ATTRS, "storage_order": 0}, num_outputs=lambda a: 2)
+def _max_pool_indices(x: np.ndarray, storage_order: int, **a: Any
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(max_pool(x), the flat index into x of each window's first maximum; storage_order 1
+    counts the spatial axes column-major)."""
+    out = _pool_geometry(x.shape, a)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    k, s, d = a["kernel_shape"], a["strides"], a["dilations"]
+    nd = len(out)
+    w = _windows(_pad_for_windows(x, out, a, low), out, k, s, d)
+    flat = w.reshape(w.shape[:2 + nd] + (-1,))
+    j = np.argmax(flat, axis=-1)
+    offs = np.unravel_index(j, tuple(k))
+    grid = np.indices(tuple(out))
+    pos = [grid[i] * s[i] + offs[i] * d[i] - a["pads"][i] for i in range(nd)]
+    sp = x.shape[2:]
+    if storage_order:
+        lin = sum(pos[i] * math.prod(sp[:i]) for i in range(nd))
+    else:
+        lin = sum(pos[i] * math.prod(sp[i + 1:]) for i in range(nd))
+    base = (np.arange(x.shape[0])[:, None] * x.shape[1] + np.arange(x.shape[1])[None, :]) \
+        * math.prod(sp)
+    idx = base.reshape(base.shape + (1,) * nd) + lin
+    return flat.max(axis=-1).astype(x.dtype), idx.astype(np.int64)
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
