@@ -1565,6 +1565,27 @@ def Scan_8(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
     return out
 
 
+@handles("DeformConv", 19)
+def DeformConv_19(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """2-d DeformConv (float op deform_conv); absent bias 0, absent mask 1."""
+    x, w, off = ins[0], ins[1], ins[2]
+    if len(ctx.shape(x)) != 4:
+        raise ctx.unsupported("DeformConv is supported for 2-d images only")
+    dt = ctx.type(x).np_dtype
+    m = ctx.shape(w)[0]
+    og = n.attrs.get("offset_group", 1)
+    kh, kw = ctx.shape(w)[2:]
+    b = ins[3] if len(ins) > 3 and ins[3] is not None else Const(np.zeros((m,), dt),
+                                                                  ctx.base + ".b")
+    mask = ins[4] if len(ins) > 4 and ins[4] is not None else Const(
+        np.ones((ctx.shape(off)[0], og * kh * kw) + ctx.shape(off)[2:], dt), ctx.base + ".m")
+    return [ctx.emit("deform_conv", [x, w, off, b, mask],
+                     strides=list(n.attrs.get("strides", [1, 1])),
+                     pads=list(n.attrs.get("pads", [0, 0, 0, 0])),
+                     dilations=list(n.attrs.get("dilations", [1, 1])),
+                     group=n.attrs.get("group", 1), offset_group=og)]
+
+
 # ------------------------------------------------------------------ ops defined by an ONNX function
 
 

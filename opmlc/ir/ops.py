@@ -1394,6 +1394,54 @@ def _max_pool_indices(x: np.ndarray, storage_order: int, **a: Any
     return flat.max(axis=-1).astype(x.dtype), idx.astype(np.int64)
 
 
+def _deform_conv_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[0].dtype, (ts[0].shape[0], ts[1].shape[0]) + ts[2].shape[2:])]
+
+
+@register("deform_conv", Group.CONTRACTION, _deform_conv_infer, (5, 5),
+          {"strides": REQUIRED, "pads": REQUIRED, "dilations": REQUIRED, "group": 1,
+           "offset_group": 1})
+def _deform_conv(x: np.ndarray, w: np.ndarray, off: np.ndarray, b: np.ndarray,
+                 mask: np.ndarray, strides: list[int], pads: list[int], dilations: list[int],
+                 group: int, offset_group: int) -> np.ndarray:
+    """2-d deformable convolution (ONNX DeformConv): tap (i, j) of output (oh, ow) samples
+    x bilinearly (zeros outside) at (oh*s - pad + i*d + dh, ow*s - pad + j*d + dw), the
+    offsets per offset group, times the mask; then a grouped conv sum plus bias."""
+    n, c, ih, iw = x.shape
+    m, cg, kh, kw = w.shape
+    oh, ow = off.shape[2:]
+    og = offset_group
+    off = off.reshape(n, og, kh, kw, 2, oh, ow).astype(np.float64)
+    msk = mask.reshape(n, og, kh, kw, oh, ow).astype(np.float64)
+    grp = np.arange(c) // (c // og)
+    i = np.arange(kh).reshape(kh, 1, 1, 1)
+    j = np.arange(kw).reshape(1, kw, 1, 1)
+    yy = np.arange(oh).reshape(1, 1, oh, 1)
+    xx = np.arange(ow).reshape(1, 1, 1, ow)
+    ph = (yy * strides[0] - pads[0] + i * dilations[0])[None, None] + off[:, :, :, :, 0][:, grp]
+    pw = (xx * strides[1] - pads[1] + j * dilations[1])[None, None] + off[:, :, :, :, 1][:, grp]
+    h0, w0 = np.floor(ph).astype(np.int64), np.floor(pw).astype(np.int64)
+    th, tw = ph - h0, pw - w0
+    ni = np.arange(n).reshape(n, 1, 1, 1, 1, 1)
+    ci = np.arange(c).reshape(1, c, 1, 1, 1, 1)
+    val = np.zeros(ph.shape)
+    xf = x.astype(np.float64)
+    for dh, wh in ((0, 1 - th), (1, th)):
+        for dw, ww in ((0, 1 - tw), (1, tw)):
+            hh, wq = h0 + dh, w0 + dw
+            ok = (hh >= 0) & (hh < ih) & (wq >= 0) & (wq < iw)
+            v = xf[ni, ci, np.clip(hh, 0, ih - 1), np.clip(wq, 0, iw - 1)]
+            val += np.where(ok, v, 0.0) * wh * ww
+    val *= msk[:, grp]
+    y = np.zeros((n, m, oh, ow))
+    mg = m // group
+    for g in range(group):
+        vs = val[:, g * cg:(g + 1) * cg]
+        y[:, g * mg:(g + 1) * mg] = np.einsum("ncijyx,mcij->nmyx", vs,
+                                               w[g * mg:(g + 1) * mg].astype(np.float64))
+    return (y + b.reshape(1, m, 1, 1)).astype(x.dtype)
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
