@@ -1586,6 +1586,20 @@ def DeformConv_19(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
                      group=n.attrs.get("group", 1), offset_group=og)]
 
 
+@handles("RoiAlign", 10)
+def RoiAlign_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """Float op roi_align; opset 16+ defaults to half_pixel, opset 10 to output_half_pixel."""
+    default = "half_pixel" if n.opset >= 16 else "output_half_pixel"
+    a = n.attrs
+    return [ctx.emit("roi_align", [ins[0], ins[1], ins[2]],
+                     output_height=a.get("output_height", 1),
+                     output_width=a.get("output_width", 1),
+                     sampling_ratio=a.get("sampling_ratio", 0),
+                     spatial_scale=a.get("spatial_scale", 1.0), mode=a.get("mode", "avg"),
+                     half_pixel=int(a.get("coordinate_transformation_mode", default)
+                                    == "half_pixel"))]
+
+
 # ------------------------------------------------------------------ ops defined by an ONNX function
 
 

@@ -1442,6 +1442,69 @@ def _deform_conv(x: np.ndarray, w: np.ndarray, off: np.ndarray, b: np.ndarray,
     return (y + b.reshape(1, m, 1, 1)).astype(x.dtype)
 
 
+def _roi_align_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(ts[0].dtype, (ts[1].shape[0], ts[0].shape[1], a["output_height"],
+                                     a["output_width"]))]
+
+
+@register("roi_align", Group.REDUCTION, _roi_align_infer, (3, 3),
+          {"output_height": 1, "output_width": 1, "sampling_ratio": 0,
+           "spatial_scale": 1.0, "mode": "avg", "half_pixel": 1})
+def _roi_align(x: np.ndarray, rois: np.ndarray, bidx: np.ndarray, output_height: int,
+               output_width: int, sampling_ratio: int, spatial_scale: float, mode: str,
+               half_pixel: int) -> np.ndarray:
+    """ONNX RoiAlign: per roi and bin, the average (or max of the weighted corners) of
+    bilinear samples on a grid of sampling_ratio (or ceil(bin size)) points per axis."""
+    n_, c, h, w = x.shape
+    oh, ow = output_height, output_width
+    y = np.zeros((rois.shape[0], c, oh, ow))
+    off = 0.5 if half_pixel else 0.0
+    for r in range(rois.shape[0]):
+        x0, y0, x1, y1 = (float(v) * spatial_scale - off for v in rois[r])
+        rw, rh = x1 - x0, y1 - y0
+        if not half_pixel:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bh, bw = rh / oh, rw / ow
+        gh = sampling_ratio if sampling_ratio > 0 else int(np.ceil(rh / oh))
+        gw = sampling_ratio if sampling_ratio > 0 else int(np.ceil(rw / ow))
+        count = max(gh * gw, 1)
+        img = x[int(bidx[r])].astype(np.float64).reshape(c, -1)
+        for ph in range(oh):
+            for pw in range(ow):
+                vals = []
+                for iy in range(gh):
+                    yy = y0 + ph * bh + (iy + 0.5) * bh / gh
+                    for ix in range(gw):
+                        xx = x0 + pw * bw + (ix + 0.5) * bw / gw
+                        if yy < -1.0 or yy > h or xx < -1.0 or xx > w:
+                            vals.append(np.zeros((4, c)))
+                            continue
+                        yv, xv = max(yy, 0.0), max(xx, 0.0)
+                        yl, xl = int(yv), int(xv)
+                        if yl >= h - 1:
+                            yl = yhi = h - 1
+                            yv = yl
+                        else:
+                            yhi = yl + 1
+                        if xl >= w - 1:
+                            xl = xhi = w - 1
+                            xv = xl
+                        else:
+                            xhi = xl + 1
+                        ly, lx = yv - yl, xv - xl
+                        hy, hx = 1 - ly, 1 - lx
+                        vals.append(np.stack([hy * hx * img[:, yl * w + xl],
+                                              hy * lx * img[:, yl * w + xhi],
+                                              ly * hx * img[:, yhi * w + xl],
+                                              ly * lx * img[:, yhi * w + xhi]]))
+                if not vals:
+                    continue
+                v = np.stack(vals)  # (samples, 4, c)
+                y[r, :, ph, pw] = v.sum(axis=(0, 1)) / count if mode == "avg" else \
+                    v.max(axis=1).max(axis=0)
+    return y.astype(x.dtype)
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
