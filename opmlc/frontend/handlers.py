@@ -1600,6 +1600,46 @@ def RoiAlign_10(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
                                     == "half_pixel"))]
 
 
+@handles("MelWeightMatrix", 17)
+def MelWeightMatrix_17(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    """A constant (every operand is): the triangular mel filter bank of ONNX's reference,
+    bins at floor((dft_length + 1) * hz / sample_rate)."""
+    bins, length, rate = (int(np.asarray(ctx.need_const(v, "MelWeightMatrix operand"))
+                              .reshape(-1)[0]) for v in ins[:3])
+    lo, hi = (float(np.asarray(ctx.need_const(v, "MelWeightMatrix operand")).reshape(-1)[0])
+              for v in ins[3:5])
+    mel_lo = 2595 * np.log1p(lo / 700) / np.log(10)
+    mel_hi = 2595 * np.log1p(hi / 700) / np.log(10)
+    f = np.arange(bins + 2) * ((mel_hi - mel_lo) / (bins + 2)) + mel_lo
+    f = (((length + 1) * (700 * np.expm1(f / 2595 * np.log(10)))) // rate).astype(int)
+    out = np.zeros((length // 2 + 1, bins))
+    for i in range(bins):
+        a, c, b = f[i], f[i + 1], f[i + 2]
+        if c == a:
+            out[c, i] = 1
+        else:
+            for j in range(a, c + 1):
+                out[j, i] = (j - a) / (c - a)
+        for j in range(c, b):
+            out[j, i] = (b - j) / (b - c)
+    dt = ir_dtype(ctx, n.attrs["output_datatype"]) if "output_datatype" in n.attrs else "f32"
+    return [Const(out.astype(DTYPES[dt]), ctx.base)]
+
+
+@handles("TfIdfVectorizer", 9)
+def TfIdfVectorizer_9(ctx: Ctx, n: OnnxNode, ins: list[V | None]) -> list[V | None]:
+    a = n.attrs
+    if "pool_strings" in a:
+        raise ctx.unsupported("TfIdfVectorizer over strings (pool_strings)")
+    return [ctx.emit("tfidf", [ins[0]], max_gram_length=a["max_gram_length"],
+                     min_gram_length=a["min_gram_length"],
+                     max_skip_count=a["max_skip_count"], mode=a["mode"],
+                     ngram_counts=list(a["ngram_counts"]),
+                     ngram_indexes=list(a["ngram_indexes"]),
+                     pool_int64s=list(a["pool_int64s"]),
+                     weights=list(a.get("weights", [])))]
+
+
 # ------------------------------------------------------------------ ops defined by an ONNX function
 
 

@@ -1505,6 +1505,60 @@ def _roi_align(x: np.ndarray, rois: np.ndarray, bidx: np.ndarray, output_height:
     return y.astype(x.dtype)
 
 
+def _tfidf_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    n = max(a["ngram_indexes"]) + 1
+    return [TensorType("f32", (n,) if ts[0].rank < 2 else (ts[0].shape[0], n))]
+
+
+@register("tfidf", Group.REDUCTION, _tfidf_infer,
+          attrs={"max_gram_length": REQUIRED, "min_gram_length": REQUIRED,
+                 "max_skip_count": REQUIRED, "mode": REQUIRED, "ngram_counts": REQUIRED,
+                 "ngram_indexes": REQUIRED, "pool_int64s": REQUIRED, "weights": []})
+def _tfidf(x: np.ndarray, max_gram_length: int, min_gram_length: int, max_skip_count: int,
+           mode: str, ngram_counts: list[int], ngram_indexes: list[int],
+           pool_int64s: list[int], weights: list[float]) -> np.ndarray:
+    """ONNX TfIdfVectorizer over integer rows: counts of the pool's n-grams (sizes
+    min..max, items skip distance 1..max_skip_count + 1 apart; unigrams counted once),
+    weighted TF / IDF / TFIDF."""
+    grams: dict[tuple[int, ...], int] = {}
+    gid, size = 1, 1
+    for i, start in enumerate(ngram_counts):
+        end = ngram_counts[i + 1] if i + 1 < len(ngram_counts) else len(pool_int64s)
+        for g in range((end - start) // size):
+            if min_gram_length <= size <= max_gram_length:
+                grams[tuple(pool_int64s[start + g * size:start + (g + 1) * size])] = gid
+            gid += 1
+        size += 1
+    width = max(ngram_indexes) + 1
+    rows = x.reshape(1, -1) if x.ndim < 2 else x
+    freq = np.zeros((rows.shape[0], width), np.int64)
+    for r, row in enumerate(rows.tolist()):
+        first = min_gram_length
+        for k in range(1, max_skip_count + 2):
+            for s0 in range(len(row)):
+                if s0 + k * (first - 1) >= len(row):
+                    break
+                for sz in range(max(first, 1), max_gram_length + 1):
+                    if s0 + k * (sz - 1) >= len(row):
+                        break
+                    hit = grams.get(tuple(row[s0:s0 + k * (sz - 1) + 1:k]))
+                    if hit is not None:
+                        freq[r, ngram_indexes[hit - 1]] += 1
+            if first == 1:
+                first = 2
+                if first > max_gram_length:
+                    break
+    w = np.asarray(weights, np.float64) if weights else None
+    if mode == "TF":
+        y = freq.astype(np.float64)
+    elif mode == "IDF":
+        y = np.where(freq > 0, w if w is not None else 1.0, 0.0)
+    else:
+        y = freq * w if w is not None else freq.astype(np.float64)
+    return y.astype(np.float32).reshape(_tfidf_infer([TensorType.of(x)], {
+        "ngram_indexes": ngram_indexes})[0].shape)
+
+
 def op_names() -> list[str]:
     """All registered op names, sorted."""
     return sorted(OPS)
