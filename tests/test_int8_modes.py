@@ -23,16 +23,19 @@ DATA = np.load(ROOT / "models/charlm_heldout.npz")
 CAL = {"input_ids": DATA["calib"].astype(np.int64)}
 
 
-def _charlm_errors(mode: str, n: int = 8) -> tuple[float, float]:
+def _charlm_errors(mode: str, n: int = 64) -> tuple[float, float]:
     """(greedy agreement with the float model, max |logit error| / max |float logit|) of
-    charlm under int8 ``mode`` on the first n held-out windows (integer reference)."""
+    charlm under int8 ``mode`` on the first n held-out windows (native kernels, which equal
+    the integer reference bit for bit)."""
     g = import_onnx(str(ROOT / "models/charlm.onnx"))
-    qm = quantize(g, "int8", CAL, int8_mode=mode)
+    m = api.Model(api.compile(quantize(g, "int8", CAL, int8_mode=mode)))
+    sess = ort.InferenceSession(str(ROOT / "models/charlm.onnx"),
+                                providers=["CPUExecutionProvider"])
     same = total = 0
     worst = 0.0
     for x in DATA["X"][:n].astype(np.int64):
-        f = evaluate(g, {"input_ids": x[None]})["logits"]
-        q = qm.run({"input_ids": x[None]})["logits"]
+        f = sess.run(None, {"input_ids": x[None]})[0]
+        q = m.dequantize(m.run({"input_ids": x[None]}, "native").outputs)["logits"]
         same += int((f.argmax(-1) == q.argmax(-1)).sum())
         total += x.size
         worst = max(worst, float(np.abs(f - q).max() / np.abs(f).max()))
@@ -40,17 +43,18 @@ def _charlm_errors(mode: str, n: int = 8) -> tuple[float, float]:
 
 
 def test_default_beats_plain_on_charlm() -> None:
-    """Measured on these 256 positions: plain 0.969 / 0.079, auto 0.988 / 0.051."""
+    """2,048 held-out positions (max error per window): plain 0.9834 / 0.096, auto
+    0.9897 / 0.043 (bench/bench_lm.py on all 41,120: plain 0.9684, auto 0.9822)."""
     agree_plain, err_plain = _charlm_errors("plain")
     agree, err = _charlm_errors("auto")
-    assert agree >= 0.98 and err <= 0.06, (agree, err)
-    assert agree > agree_plain and err < err_plain
+    assert agree >= 0.985 and err <= 0.05, (agree, err)
+    assert agree > agree_plain and err < err_plain / 2
 
 
 def test_all_16_bit_on_charlm() -> None:
-    """w8a16 (every activation i16): measured 0.992 / 0.019."""
+    """w8a16 (every activation i16): measured 0.9961 / 0.019."""
     agree, err = _charlm_errors("all")
-    assert agree >= 0.985 and err <= 0.03, (agree, err)
+    assert agree >= 0.99 and err <= 0.025, (agree, err)
 
 
 @pytest.mark.parametrize("model", ["charlm", "gpt2_tiny", "llama_tiny"])
@@ -105,7 +109,7 @@ def test_modes_bit_exact_across_engines(model: str, mode: str) -> None:
 
 def test_default_beats_plain_on_gpt2_tiny() -> None:
     """gpt2_tiny (random weights), calibrated and measured as tests/test_quantize_models.py:
-    max relative logit error plain 0.089, auto 0.043, all 0.025."""
+    max relative logit error plain 0.089, auto 0.032, all 0.025."""
     g = import_onnx(str(ROOT / "models/gpt2_tiny.onnx"))
     errs = {}
     for mode in ("plain", "auto", "all"):
@@ -117,5 +121,5 @@ def test_default_beats_plain_on_gpt2_tiny() -> None:
             f = evaluate(g, ids)["logits"]
             errs[mode] = max(errs[mode], float(np.abs(f - qm.run(ids)["logits"]).max()
                                                / np.abs(f).max()))
-    assert errs["auto"] < 0.05 < 0.08 < errs["plain"], errs
+    assert errs["auto"] < 0.04 < 0.08 < errs["plain"], errs
     assert errs["all"] < 0.03, errs

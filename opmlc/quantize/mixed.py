@@ -1,10 +1,10 @@
 """Mixed precision for the ``int8`` scheme: which float values are kept at 16 bits.
 
-An ``int8`` mode is ``plain`` (every activation i8), ``auto`` (the default: ``norm+out``
-for a graph holding a norm, i.e. a transformer, else ``plain``, so convolutional nets keep
-i8 everywhere) or groups joined by ``+``; each group
-names values of the float graph (after :func:`opmlc.quantize.masks.fold_masks`) that the
-quantizer then gives affine **i16** params (``Int8Policy.wide``), the rest staying i8.
+An ``int8`` mode is ``plain`` (every activation i8), ``auto`` (the default:
+``norm+out+attn`` for a graph holding a norm, i.e. a transformer, else ``plain``, so
+convolutional nets keep i8 everywhere) or groups joined by ``+``; each group names values
+of the float graph (after :func:`opmlc.quantize.masks.fold_masks`) that the quantizer then
+gives affine **i16** params (``Int8Policy.wide``), the rest staying i8.
 Weights stay i8 per channel in every mode, and every op keeps its integer semantics
 (spec/QUANT.md): an i16 value is only a wider word for the same rules.
 
@@ -16,18 +16,26 @@ Groups (structural, so they name the same values whatever the calibration):
 * ``norm``   inputs and outputs of layer_norm / rms_norm, and the values of a norm
   written out (mean of squares, its root, the quotient: reduce_mean / pow / sqrt / div
   chains) up to the scaling by gamma;
-* ``attn``   softmax inputs and outputs (scores and attention probabilities);
+* ``attn``   softmax inputs and outputs (attention probabilities), and the scores back
+  through their scaling by constants to the matmul that makes them;
 * ``act``    inputs and outputs of pointwise nonlinear ops (erf, sigmoid, tanh, gelu, ...)
   and the values between them (written-out GELU: x / sqrt2, erf, + 1, * x, * 0.5);
 * ``all``    every float activation (w8a16: the upper bound of this family).
 
 and ``smooth``, not a group: :func:`opmlc.quantize.smooth.smooth` first (SmoothQuant).
 
-The default is chosen by measurement (bench/bench_int8_layers.py, figures in its
-docstring): on the char-level GPT ``norm+out`` (15 of 87 values at 16 bits) takes greedy
-agreement with the float model from 0.978 to about 0.99; ``smooth`` did not help (these
-models have no outlier channels: the widest channel of a norm output is under 2.2x the
-median), and ``all`` (w8a16) is the most accurate and the least int8.
+The default is chosen by measurement (bench/bench_lm.py --windows 0 --int8-mode M, all
+41,120 held-out positions of the char-level GPT; bench/bench_int8_layers.py): greedy
+agreement with the float model / max relative logit error
+
+    plain 0.9684 / 0.119   norm+out 0.9793 / 0.110   norm+out+attn 0.9822 / 0.051
+    norm+out+attn+act 0.9847 / 0.044   resid+out+attn 0.9789 / 0.080   all 0.9904 / 0.027
+
+``norm+out+attn`` keeps 24 of 87 values at 16 bits (the residual stream and norm outputs,
+the scores and probabilities, the logits) and leaves the MLP's wide hidden values i8;
+``smooth`` did not help (these models have no outlier
+channels: the widest channel of a norm output is under 2.2x the median); ``all`` (w8a16)
+is the most accurate and the least int8.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from opmlc.quantize.params import Int8Policy
 GROUPS = ("out", "resid", "norm", "attn", "act", "all")
 PLAIN = "plain"
 AUTO = "auto"
-AUTO_GROUPS = ("norm", "out")
+AUTO_GROUPS = ("norm", "out", "attn")
 INT8_DEFAULT = AUTO
 
 
@@ -88,7 +96,7 @@ def wide_values(g: Graph, groups: tuple[str, ...]) -> frozenset[str]:
         if "norm" in groups and n.op == "reduce_mean":
             out.update(_written_norm(g, n, producers))
         if "attn" in groups and n.op == "softmax":
-            out.update(acts[:1] + list(n.outputs))
+            out.update(acts[:1] + list(n.outputs) + _scores(g, n.inputs[0], producers))
         if "act" in groups and OPS[n.op].pointwise and OPS[n.op].group is Group.NONLINEAR:
             out.update(acts + [o for o in n.outputs if _float_act(g, o)])
     if "act" in groups:
@@ -114,6 +122,19 @@ def _act_glue(g: Graph, seeds: set[str]) -> set[str]:
                     nxt.extend(o for o in u.outputs if o not in got and _float_act(g, o))
         got.update(nxt)
         frontier = nxt
+    return got
+
+
+def _scores(g: Graph, x: str, producers: dict[str, Node]) -> list[str]:
+    """The values a softmax input is computed from by constants (the 1/sqrt(d) scaling, a
+    position bias), back to the contraction that makes the scores, which is included."""
+    got = []
+    p = producers.get(x)
+    while p is not None and p.op in ("mul", "div", "add", "sub") and sum(
+            i not in g.consts for i in p.inputs) == 1:
+        x = next(i for i in p.inputs if i not in g.consts)
+        got.append(x)
+        p = producers.get(x)
     return got
 
 
