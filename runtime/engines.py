@@ -12,10 +12,14 @@ Roots, on every engine: ``commit=True`` computes the final state root; ``trace=T
 also S0's root and the root of every S_k (the phase-2 trace; ``RunResult.roots`` says
 which a result holds: "none", "final" or "all"); with neither, ``state_root`` is hashed
 only when first read. The native engine never runs the VM: it knows the core state of S_k
-statically and hashes the shared memory buffer (node roots cost one incremental Merkle
-update each). A run without node roots or capture is one call of the runtime's native
-driver per thread (``NativeModule.run_all``) and does not restore the reused buffer
-first (see ``_native_memory``); its final root rehashes only the bytes a run can write.
+statically and hashes the shared memory buffer. A run without node roots or capture is
+one call of the runtime's native driver per thread (``NativeModule.run_all``) and does
+not restore the reused buffer first (see ``_native_memory``); its final root rehashes
+only the bytes a run can write. Node roots: one call of the trace driver per thread
+(``NativeModule.trace_all``), which rehashes each node's write regions right after it;
+S0 is restored by copying back the image's bytes and tree over the writable ranges
+(``Memory.restore_ranges``), and a fresh memory takes the image's tree from the disk
+cache (``treecache``), so the constant image is hashed once per artifact and host.
 The VM engine steps the reference stepper exactly ``steps_k`` times per node and checks
 that it lands on the canonical S_k.
 :meth:`Program.replay` builds the same states from values computed elsewhere (the
