@@ -17,15 +17,17 @@ from a context of 128 runs the whole graph once.) Each measurement runs in a fre
 process so that its peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``: resident memory,
 numpy buffers included) is its own:
 
-* ``ort``: onnxruntime float32 (CPU provider, ``intra_op_num_threads`` = 1 and 2,
-  ``inter_op_num_threads`` 1), the median of ``--runs`` forwards after two warm-ups;
+* ``ort``: onnxruntime float32 alone (CPU provider): its peak RSS and its logits;
 * ``compile SCHEME``: ``opmlc.compile`` from the .onnx to the artifact (import,
   calibration on synthetic inputs, quantization, lowering, memory plan, LLVM IR text:
   no JIT, so the JIT cache plays no part), then the artifact written;
 * ``run SCHEME``: load the artifact; the JIT with an empty cache (a private
-  ``OPMLC_CACHE_DIR``: cold) and then from that cache; the native forward at 1 and 2
-  threads (``native.set_threads``), median of ``--runs`` after two warm-ups, no root
-  (and one with the final state root); the VM step count of one forward (the artifact's
+  ``OPMLC_CACHE_DIR``: cold) and then from that cache; at 1 and 2 threads
+  (``native.set_threads``; onnxruntime's ``intra_op_num_threads``, one inter-op thread),
+  onnxruntime float32, the native forward without a root and the native forward with the
+  final state root, run in turn round by round (the machine's load, shared, drifts: each
+  sees the same), the median of ``--runs`` rounds after two warm-up rounds; the VM step
+  count of one forward (the artifact's
   static ``total_steps``); the phase-2 trace (every node root S_0..S_n, natively); then
   disputes: node K replayed on the fast VM (``NodeReplay``) from S_{K-1} (materialised
   natively) to its last step, whose root must be S_K, for the middle node, the first
@@ -72,37 +74,39 @@ def model_dims(path: Path) -> tuple[int, int]:
     return dims[1], dims[2]  # logits [1, ctx, vocab]
 
 
-def median_ms(fn, runs: int) -> float:
-    fn()
-    fn()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(ts)
+def interleaved_ms(fns: dict, runs: int) -> dict:
+    """Median ms of each callable, run in turn round by round after two warm-up rounds: on
+    a shared machine whose load drifts, every configuration sees the same load."""
+    ts: dict = {k: [] for k in fns}
+    for rnd in range(runs + 2):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if rnd >= 2:
+                ts[k].append(time.perf_counter() - t)
+    return {k: 1e3 * statistics.median(v) for k, v in ts.items()}
+
+
+def ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 # ---------------------------------------------------------------- the children
 
 
 def child_ort(a) -> dict:
-    import onnxruntime as ort
-
+    """onnxruntime alone: its peak RSS and the reference logits (its times are taken
+    beside opmlc's, in each run child)."""
     ctx, vocab = model_dims(a.onnx)
     x = {"input_ids": ids_for(ctx, vocab)}
-    out: dict = {"ms": {}}
-    for th in a.threads:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = th, 1
-        s = ort.InferenceSession(str(a.onnx), so, providers=["CPUExecutionProvider"])
-        out["ms"][th] = median_ms(lambda s=s: s.run(None, x), a.runs)
-        if th == a.threads[0]:
-            np.save(a.work / "ort_logits.npy", s.run(None, x)[0])
-        del s
-        time.sleep(0.2)  # onnxruntime's pool threads spin a while after its runs
-    out["peak_gib"] = peak_gib()
-    return out
+    s = ort_session(a.onnx, 1)
+    s.run(None, x)
+    np.save(a.work / "ort_logits.npy", s.run(None, x)[0])
+    return {"peak_gib": peak_gib()}
 
 
 def child_compile(a) -> dict:
@@ -156,20 +160,26 @@ def child_run(a) -> dict:
     ctx, vocab = model_dims(a.onnx)
     x = {"input_ids": ids_for(ctx, vocab)}
     xi = m.encode_inputs(x)
-    out["ms"], out["ms_root"] = {}, {}
+    res = m.run(x, "native")
+    prog.run(xi, "native", commit=True)  # the first root builds the image's tree
+    out["run_peak_gib"] = peak_gib()  # before onnxruntime, the reference and the replays
+    out["ms"], out["ms_root"], out["ort_ms"] = {}, {}, {}
     for th in a.threads:
         native.set_threads(th)
-        out["ms"][th] = median_ms(lambda: prog.run(xi, "native"), a.runs)
-        out["ms_root"][th] = median_ms(lambda: prog.run(xi, "native", commit=True), a.runs)
+        s = ort_session(a.onnx, th)
+        ms = interleaved_ms({"ort": lambda s=s: s.run(None, x),
+                             "nat": lambda: prog.run(xi, "native"),
+                             "root": lambda: prog.run(xi, "native", commit=True)}, a.runs)
+        out["ort_ms"][th], out["ms"][th], out["ms_root"][th] = ms["ort"], ms["nat"], ms["root"]
+        del s
+        time.sleep(0.2)  # onnxruntime's pool threads spin a while after its runs
     native.set_threads(None)
-    res = m.run(x, "native")
     logits = m.dequantize(res.outputs)["logits"].reshape(ctx, vocab)
     ort_logits = np.load(a.work / "ort_logits.npy").reshape(ctx, vocab)
     out["argmax_agree"] = float((logits.argmax(-1) == ort_logits.argmax(-1)).mean())
     out["max_abs_err_rel"] = float(np.abs(logits - ort_logits).max()
                                    / np.abs(ort_logits).max())
     out["total_steps"] = int(m.meta["total_steps"])
-    out["run_peak_gib"] = peak_gib()  # before the reference, the trace and the replays
     t = time.perf_counter()
     ref, nat = m.run(x, "ref", commit=True), m.run(x, "native", commit=True)
     out["ref_s"] = time.perf_counter() - t
@@ -215,7 +225,7 @@ def spawn(a, what: str, scheme: str | None = None) -> dict:
     if p.returncode or not lines:
         raise SystemExit(f"{what} {scheme or ''} failed (exit {p.returncode})")
     r = json.loads(lines[-1][len("RESULT "):])
-    for key in ("ms", "ms_root"):  # JSON keys are strings
+    for key in ("ms", "ms_root", "ort_ms"):  # JSON keys are strings
         if key in r:
             r[key] = {int(k): v for k, v in r[key].items()}
     return r
@@ -239,9 +249,9 @@ def report(a, ort: dict, comp: dict, runs: dict) -> None:
           f"{vocab}; one forward = one token; median of {a.runs}; peak = ru_maxrss of a "
           f"fresh process; {os.cpu_count()} CPUs, load average "
           + " ".join(f"{v:.1f}" for v in os.getloadavg()))
-    print(f"onnxruntime float32: peak {ort['peak_gib']:.2f} GiB; "
-          + ", ".join(f"{th} thr {ort['ms'][th]:.0f} ms" for th in a.threads))
-    w = 11
+    print(f"onnxruntime float32: peak RSS {ort['peak_gib']:.2f} GiB; its times are taken "
+          "round by round beside each scheme's, in the same process")
+    w = 10
     head = ["", *a.schemes]
     rows = [
         ("compile (s)", lambda s: f"{comp[s]['compile_s']:.1f}"),
@@ -254,9 +264,12 @@ def report(a, ort: dict, comp: dict, runs: dict) -> None:
     ]
     for th in a.threads:
         rows += [
-            (f"native, {th} thr (ms)", lambda s, th=th: f"{runs[s]['ms'][th]:.0f}"),
-            ("  / ORT f32", lambda s, th=th: f"{runs[s]['ms'][th] / ort['ms'][th]:.2f}x"),
-            ("  + final root (ms)", lambda s, th=th: f"{runs[s]['ms_root'][th]:.0f}"),
+            (f"{th} thread{'s' * (th > 1)}: ORT f32 (ms)",
+             lambda s, th=th: f"{runs[s]['ort_ms'][th]:.0f}"),
+            ("  native (ms)", lambda s, th=th: f"{runs[s]['ms'][th]:.0f}"),
+            ("  native / ORT f32",
+             lambda s, th=th: f"{runs[s]['ms'][th] / runs[s]['ort_ms'][th]:.2f}x"),
+            ("  native + final root (ms)", lambda s, th=th: f"{runs[s]['ms_root'][th]:.0f}"),
         ]
     rows += [
         ("VM steps / token", lambda s: f"{runs[s]['total_steps']:.3e}"),
@@ -266,9 +279,9 @@ def report(a, ort: dict, comp: dict, runs: dict) -> None:
         ("argmax = ORT's", lambda s: f"{runs[s]['argmax_agree']:.3f}"),
         ("max |err| / max|ORT|", lambda s: f"{runs[s]['max_abs_err_rel']:.2e}"),
     ]
-    print(f"{head[0]:<24}" + "".join(f"{h:>{w + 6}}" for h in head[1:]))
+    print(f"{head[0]:<28}" + "".join(f"{h:>{w + 6}}" for h in head[1:]))
     for label, f in rows:
-        print(f"{label:<24}" + "".join(f"{f(s):>{w + 6}}" for s in a.schemes))
+        print(f"{label:<28}" + "".join(f"{f(s):>{w + 6}}" for s in a.schemes))
     print("\ndisputes (fast VM from S_{K-1}, natively materialised, to the node's last step;"
           " its root == the native S_K?):")
     for s in a.schemes:
