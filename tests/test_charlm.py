@@ -30,7 +30,7 @@ def _agreement(scheme: str, n: int) -> tuple[float, api.Model]:
     return same / X.size, m
 
 
-@pytest.mark.parametrize("scheme,need", [("fixed", 0.995), ("int8", 0.97)])
+@pytest.mark.parametrize("scheme,need", [("fixed", 0.995), ("int8", 0.98)])
 def test_charlm_greedy_agreement(scheme: str, need: float) -> None:
     agree, _ = _agreement(scheme, 8)
     assert agree >= need, agree

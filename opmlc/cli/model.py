@@ -65,7 +65,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
 def add_int8_mode_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-mode", metavar="MODE",
                    help="--scheme int8: activations kept at 16 bits: auto (default: "
-                        "norm+out+attn for a model with layer norms, else plain), plain (all "
+                        "norm+resid+out+attn for a model with layer norms, else plain), plain (all "
                         "i8), all, or groups joined by + from out, resid, norm, attn, act, and "
                         "smooth "
                         "(SmoothQuant first); see opmlc/quantize/mixed.py")

@@ -1,7 +1,7 @@
 """Mixed precision for the ``int8`` scheme: which float values are kept at 16 bits.
 
 An ``int8`` mode is ``plain`` (every activation i8), ``auto`` (the default:
-``norm+out+attn`` for a graph holding a norm, i.e. a transformer, else ``plain``, so
+``norm+resid+out+attn`` for a graph holding a norm, i.e. a transformer, else ``plain``, so
 convolutional nets keep i8 everywhere) or groups joined by ``+``; each group names values
 of the float graph (after :func:`opmlc.quantize.masks.fold_masks`) that the quantizer then
 gives affine **i16** params (``Int8Policy.wide``), the rest staying i8.
@@ -11,8 +11,9 @@ Weights stay i8 per channel in every mode, and every op keeps its integer semant
 Groups (structural, so they name the same values whatever the calibration):
 
 * ``out``    the graph's outputs (logits: 256 levels make near ties of the argmax);
-* ``resid``  the residual stream: outputs of add / sub of two computed values (the
-  skip connections of a transformer block, which layer norms then read);
+* ``resid``  the residual stream: add / sub of two computed values, output and both
+  operands (the skip connections of a transformer block, which layer norms then read,
+  and the branch outputs added to them: an i8 branch output clips first);
 * ``norm``   inputs and outputs of layer_norm / rms_norm, and the values of a norm
   written out (mean of squares, its root, the quotient: reduce_mean / pow / sqrt / div
   chains) up to the scaling by gamma;
@@ -29,10 +30,12 @@ The default is chosen by measurement (bench/bench_lm.py --windows 0 --int8-mode 
 agreement with the float model / max relative logit error
 
     plain 0.9684 / 0.119   norm+out 0.9793 / 0.110   norm+out+attn 0.9822 / 0.051
-    norm+out+attn+act 0.9847 / 0.044   resid+out+attn 0.9789 / 0.080   all 0.9904 / 0.027
+    norm+out+attn+act 0.9847 / 0.044   resid+out+attn 0.9806 / 0.067
+    norm+resid+out+attn (auto) 0.9854 / 0.048   all 0.9904 / 0.027
 
-``norm+out+attn`` keeps 24 of 87 values at 16 bits (the residual stream and norm outputs,
-the scores and probabilities, the logits) and leaves the MLP's wide hidden values i8;
+``auto`` keeps 30 of charlm's 87 values at 16 bits (the residual stream, the branch
+outputs added to it and the norm outputs, the scores and probabilities, the logits) and
+leaves the wide hidden values of the MLP (and so the inputs of its two contractions) i8;
 ``smooth`` did not help (these models have no outlier
 channels: the widest channel of a norm output is under 2.2x the median); ``all`` (w8a16)
 is the most accurate and the least int8.
@@ -49,7 +52,7 @@ from opmlc.quantize.params import Int8Policy
 GROUPS = ("out", "resid", "norm", "attn", "act", "all")
 PLAIN = "plain"
 AUTO = "auto"
-AUTO_GROUPS = ("norm", "out", "attn")
+AUTO_GROUPS = ("norm", "resid", "out", "attn")
 INT8_DEFAULT = AUTO
 
 
@@ -90,7 +93,7 @@ def wide_values(g: Graph, groups: tuple[str, ...]) -> frozenset[str]:
     for n in g.nodes:
         acts = [i for i in n.inputs if _float_act(g, i)]
         if "resid" in groups and n.op in ("add", "sub") and len(acts) == 2:
-            out.update(o for o in n.outputs if _float_act(g, o))
+            out.update(acts + [o for o in n.outputs if _float_act(g, o)])
         if "norm" in groups and n.op in ("layer_norm", "rms_norm"):
             out.update(acts[:1] + [o for o in n.outputs if _float_act(g, o)])
         if "norm" in groups and n.op == "reduce_mean":
