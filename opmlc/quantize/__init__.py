@@ -2,7 +2,9 @@
 
 Public API::
 
-    quantize(graph, scheme="fixed"|"int8", calibration=None) -> QuantizedModel
+    quantize(graph, scheme="fixed"|"int8", calibration=None, int8_mode="auto")
+                                                         -> QuantizedModel
+                    (int8_mode: which activations int8 keeps at 16 bits, quantize.mixed)
     QuantizedModel: .graph (integer Graph), .inputs / .outputs (name -> QParams | None),
                     .params (float value -> (int value, QParams)), .quantize_inputs(),
                     .dequantize_outputs(), .run(float_inputs)
