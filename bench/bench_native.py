@@ -13,7 +13,9 @@ which also calibrates both quantizers; the timed input is the first sample):
   root) and ``trace=True`` (S0 and every node root);
 
 each at 1 and 2 threads (``intra_op_num_threads`` / ``native.set_threads``), the median
-of --repeat runs (>= 11) back to back after two warm-up runs; then the compile and JIT
+of --repeat runs (>= 11) after two warm-up runs: onnxruntime's back to back, a scheme's
+plain, +root and +trace round-robin (their ratios see the same load on a shared host),
+with the process CPU time of those beside the wall time; then the compile and JIT
 times (cold, cached). Then, for ResNet-50-light under int8, a per-op profile with the
 achieved GMAC/s per core of the contractions against the VNNI peak measured on this host
 (a loop of independent vpdpbusd, 64 MACs each).
@@ -242,15 +244,23 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
                 runs[(scheme + label, th)] = (
                     lambda p=m.program, xi=xi, kw=kw: p.run(xi, "native", **kw))
         times: dict = {k: [] for k in runs}
-        for k, f in runs.items():
+        cpu: dict = {k: [] for k in runs}
+        # onnxruntime in blocks; a scheme's plain, +root and +trace runs round-robin, so
+        # their ratios (the commitment's cost) see the same load on a shared host
+        groups = [[k] for k in runs if k[0] in ("ort f32", "ort int8")]
+        groups += [[(s + label, th) for label in ("", " +root", " +trace")] for s in kept]
+        for group in groups:
             time.sleep(0.2)  # onnxruntime's pool threads spin a while after its runs
             for rnd in range(repeat + 2):
-                t = time.perf_counter()
-                f()
-                if rnd >= 2:  # two warm-up runs
-                    times[k].append(time.perf_counter() - t)
+                for k in group:
+                    c, t = time.process_time(), time.perf_counter()
+                    runs[k]()
+                    if rnd >= 2:  # two warm-up rounds
+                        times[k].append(time.perf_counter() - t)
+                        cpu[k].append(time.process_time() - c)
         for k, ts in times.items():
             r[k] = 1000 * statistics.median(ts)
+            r[(*k, "cpu")] = 1000 * statistics.median(cpu[k])
     native.set_threads(None)
     return r, kept
 
@@ -324,6 +334,13 @@ def main() -> None:
                 f"{100 * (g((s + ' +root', th)) / g((s, th)) - 1):+9.0f}% "
                 f"{100 * (g((s + ' +trace', th)) / g((s, th)) - 1):+10.0f}%" for s in schemes)
             print(line, flush=True)
+            c = lambda k, r=r, th=th: r.get((k, th, "cpu"), float("nan"))  # noqa: E731
+            print(f"{'':<18} {th:>3}   process CPU ms (all threads, spinning included): "
+                  + "; ".join(f"{s} {c(s):.1f}, +root {c(s + ' +root') - c(s):+.1f} "
+                              f"({100 * (c(s + ' +root') / c(s) - 1):+.0f}%), +trace "
+                              f"{c(s + ' +trace') - c(s):+.1f} "
+                              f"({100 * (c(s + ' +trace') / c(s) - 1):+.0f}%)"
+                              for s in schemes), flush=True)
         print(f"{'':<18}     compile / cold JIT / cached JIT, s: " + "; ".join(
             f"{s} {r[(s, 'compile')]:.2f} / {r[(s, 'jit')]:.2f} / {r[(s, 'jit cached')]:.2f}"
             for s in schemes if (s, "compile") in r), flush=True)
