@@ -94,7 +94,7 @@ def test_groups_and_bad_mode() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["auto", "all", "smooth+attn+act"])
+@pytest.mark.parametrize("mode", ["auto", "all", "smooth+attn+act", "gelu+resid"])
 @pytest.mark.parametrize("model", ["gpt2_tiny", "llama_tiny"])
 def test_modes_bit_exact_across_engines(model: str, mode: str) -> None:
     """i16 activations among i8 ones (softmax, luts, norms, matmuls of mixed widths): the
@@ -124,3 +124,18 @@ def test_default_beats_plain_on_tiny_decoders(model: str, auto_bound: float) -> 
                                                / np.abs(f).max()))
     assert errs["auto"] < auto_bound < 0.08 < errs["plain"], errs
     assert errs["all"] < 0.03, errs
+
+
+def test_fold_gelu_keeps_the_float_function() -> None:
+    """charlm's three written-out GELUs (Div, Erf, Add, Mul, Mul) become gelu ops."""
+    from opmlc.quantize.gelu import fold_gelu
+
+    g = import_onnx(str(ROOT / "models/charlm.onnx"))
+    h = fold_gelu(g)
+    assert sum(n.op == "gelu" for n in h.nodes) == 3 and len(h.nodes) == len(g.nodes) - 12
+    ids = {"input_ids": DATA["X"][0][None].astype(np.int64)}
+    want = evaluate(g, ids)["logits"]
+    np.testing.assert_allclose(evaluate(h, ids)["logits"], want, rtol=0,
+                               atol=2e-5 * np.abs(want).max())
+    qm = quantize(g, "int8", CAL, int8_mode="norm+gelu")
+    assert sum(n.op == "q.lut" for n in qm.graph.nodes) == 3  # one Phi table per GELU
