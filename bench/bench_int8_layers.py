@@ -1,7 +1,7 @@
 """int8 on transformers: per-layer error and end-to-end error by int8 mode (issue 11 part 4).
 
     .venv/bin/python bench/bench_int8_layers.py [--models charlm,gpt2_tiny,llama_tiny]
-        [--modes plain,smooth,out,resid,norm,attn,act,auto,all] [--windows 64]
+        [--modes plain,smooth,gelu,out,resid,norm,attn,act,auto,all] [--windows 64]
         [--layers MODEL] [--before plain] [--after auto] [--speed] [--json]
 
 For each model and int8 mode (opmlc/quantize/mixed.py): how many activations are kept at
@@ -68,7 +68,7 @@ from opmlc.frontend.importer import import_onnx  # noqa: E402
 from opmlc.ir import evaluate  # noqa: E402
 from opmlc.quantize import layer_errors, quantize  # noqa: E402
 
-MODES = "plain,smooth,out,resid,norm,attn,act,auto,all"
+MODES = "plain,smooth,gelu,out,resid,norm,attn,act,auto,all"
 
 
 def load(model: str, windows: int) -> tuple:
