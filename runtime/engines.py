@@ -170,6 +170,7 @@ class Program:
         self._flags: bytes | None = None
         self._pristine = None  # merkle.SavedRanges: the image's writable bytes and tree
         self._leaf_ranges: tuple[np.ndarray, np.ndarray] | None = None
+        self._final_ranges: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def load(cls, path: str) -> Program:
@@ -426,12 +427,13 @@ class Program:
         """``commit`` here: every node root (Program.run's ``trace``); ``root``: some
         root will be hashed (the image's tree is loaded or built up front)."""
         if not self._mem_lock.acquire(blocking=False):  # a concurrent run: its own memory
-            return self._run_native_on(self.memory(inputs, root), commit, capture, False)
+            return self._run_native_on(self.memory(inputs, root), commit, capture, False,
+                                       root)
         try:
             plain = not (commit or capture)
             return self._run_native_on(
                 self._native_memory(inputs, restore=not plain, tree=root), commit, capture,
-                True)
+                True, root)
         finally:
             self._mem_lock.release()
 
@@ -456,7 +458,7 @@ class Program:
         return out
 
     def _run_native_on(self, mem: Memory, commit: bool, capture: bool,
-                       shared: bool) -> RunResult:
+                       shared: bool, root: bool = False) -> RunResult:
         from opmlc_runtime.native import PARALLEL_MIN_STEPS
 
         nat = self.native()
@@ -465,9 +467,10 @@ class Program:
         roots: list[bytes] = []
         tensors: dict[str, bytes] = {}
         if not (commit or capture):  # nothing to observe between nodes: one driver call
-            nat.run_all(base, self._split_flags())
-            for a, n in self._writable_ranges():
-                mem.mark_dirty(a, n)
+            if not (root and self._final_native(nat, mem)):
+                nat.run_all(base, self._split_flags())
+                for a, n in self._writable_ranges():
+                    mem.mark_dirty(a, n)
         elif commit and not capture:  # node roots hashed by the driver, node by node
             roots = self._trace_native(nat, mem)
         for k, n in enumerate(self.nodes if (commit and not roots) or capture else ()):
@@ -502,6 +505,34 @@ class Program:
                 off.append(len(lh) // 2)
             self._leaf_ranges = (np.array(off, np.int64), np.array(lh or [0], np.int64))
         return self._leaf_ranges
+
+    def _final_native(self, nat, mem: Memory) -> bool:
+        """Run every node and then rehash the writable ranges' paths in the same native
+        call per thread (the trace driver with ranges on the last node only: no pool
+        handoff, no Python between the run and the hashing); False (nothing run) when
+        the keccak JIT or the dense tree is unavailable."""
+        from opmlc_runtime.keccak import update_part_address
+
+        upd = update_part_address()
+        if upd is None or not self.nodes or not self._writable_ranges():
+            return False
+        if self._final_ranges is None:
+            lh = [x for a, n in self._writable_ranges() for x in (a // 32, (a + n - 1) // 32 + 1)]
+            off = np.zeros(len(self.nodes) + 1, np.int64)
+            off[-1] = len(lh) // 2
+            self._final_ranges = (off, np.array(lh, np.int64))
+        roff, rlh = self._final_ranges
+        tree = mem.native_levels(rehashed=rlh.reshape(-1, 2).tolist())
+        if tree is None:
+            return False
+        ptrs, top = tree
+        tops = np.zeros((len(self.nodes), 32), np.uint8)
+        try:
+            nat.trace_all(mem.buffer.ctypes.data, self._split_flags(), upd, ptrs.ctypes.data,
+                          top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data)
+        finally:
+            mem.levels_changed()
+        return True
 
     def _trace_native(self, nat, mem: Memory) -> list[bytes]:
         """Run every node and hash its writes' Merkle paths after it in one native call

@@ -466,13 +466,20 @@ class Memory:
 
     # --- native hashing and saved subtrees -----------------------------------------
 
-    def native_levels(self) -> tuple[np.ndarray, int] | None:
+    def native_levels(self, rehashed: list[tuple[int, int]] = ()
+                      ) -> tuple[np.ndarray, int] | None:
         """(int64 addresses of the dense level arrays, _top) with the tree up to date, for
         native code that rewrites buffer bytes and rehashes their paths itself (keccak's
-        merkle_update_part) and then calls ``levels_changed``; None when a sparse leaf
-        exists (the nodes above _top would not be Z's)."""
+        merkle_update_part) and then calls ``levels_changed``; None (nothing changed) when
+        a sparse leaf exists (the nodes above _top would not be Z's). Pending dirty leaf
+        ranges wholly inside one of ``rehashed`` ([lo, hi) leaf indices, which the caller
+        promises to rehash before the next root) are dropped, not hashed twice."""
         if self._sparse or self._snodes and any(j for _, j in self._snodes):
             return None
+        if rehashed:
+            self._dirty = [(lo, hi) for lo, hi in self._dirty
+                           if not any(a <= lo and hi <= b for a, b in rehashed)]
+            self._root = None
         self._update()
         return self._level_ptrs(), self._top
 

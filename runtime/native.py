@@ -195,9 +195,10 @@ def _trace_driver_lines(n_nodes: int) -> list[str]:
     calls ``update(levels, top, rlh[2j], rlh[2j+1], part, nparts, hsync)`` (the keccak
     JIT's merkle_update_part: dirty leaf range [lo, hi) up to level ``top``, split over
     the parts while a level is wide); then part 0 copies node(top, 0) to
-    ``tops[32k : 32k + 32]`` and the parts meet at the barrier again, so node k + 1
-    writes nothing that is still being hashed. Node roots with one native call per
-    thread: no per-node or per-level Python."""
+    ``tops[32k : 32k + 32]`` and, when node k had ranges, the parts meet at the barrier
+    again, so node k + 1 writes nothing that is still being hashed. Node roots with one
+    native call per thread: no per-node or per-level Python. With ranges on the last
+    node only, it is ``opmlc_run_all`` followed by one Merkle update (the final root)."""
     lines = [
         "define internal void @opmlc_hash_node(ptr %upd, ptr %levels, i64 %top, ptr %roff,",
         "    ptr %rlh, i64 %k, i64 %part, i64 %nparts, ptr %hsync, ptr %sync, ptr %tops) {",
@@ -235,7 +236,9 @@ def _trace_driver_lines(n_nodes: int) -> list[str]:
         "  br label %meet",
         "meet:",
         "  %multi = icmp sgt i64 %nparts, 1",
-        "  br i1 %multi, label %bar, label %end",
+        "  %some = icmp slt i64 %a, %b",
+        "  %wait = and i1 %multi, %some",
+        "  br i1 %wait, label %bar, label %end",
         "bar:",
         "  call void @opmlc_barrier(ptr %sync, i64 %nparts)",
         "  br label %end",

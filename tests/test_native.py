@@ -250,3 +250,38 @@ def test_split_jit_modules_same_results(monkeypatch, tmp_path) -> None:
         assert (a.initial_root, a.node_roots, a.state_root) == (
             b.initial_root, b.node_roots, b.state_root)
     np.testing.assert_array_equal(got["2"][0].outputs["y"], evaluate_int(g, x)["y"])
+
+
+def test_final_root_driver_after_any_run(monkeypatch) -> None:
+    """commit=True hashes the writable ranges inside the driver call (ranges on the last
+    node only): after plain, committed or traced runs on the same buffer (pending dirty
+    leaves dropped, not hashed twice), at 1 and 2 threads, the final root is the one of
+    the node-by-node path and of the VM."""
+    rng = np.random.default_rng(33)
+    x_t = TensorType("i8", (1, 3, 50, 50))
+    w = _rand(rng, "i8", (8, 3, 3, 3))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1,
+             "x_zp": 1, "w_zp": 0}
+    prog = Program(compile_graph(conv_graph(x_t, w, None, attrs)))
+    xs = [{"x": _rand(rng, "i8", x_t.shape)} for _ in range(3)]
+    with monkeypatch.context() as m:
+        m.setattr(Program, "_final_native", lambda self, nat, mem: False)
+        m.setattr(Program, "_trace_native", lambda self, nat, mem: [])
+        want = [Program(prog.art).run(x, "native", commit=True).state_root for x in xs]
+    called = []
+    orig = Program._final_native
+    monkeypatch.setattr(Program, "_final_native",
+                        lambda self, nat, mem: called.append(1) or orig(self, nat, mem))
+    try:
+        for n in (1, 2):
+            native.set_threads(n)
+            for i, kw in enumerate(({}, {"commit": True}, {"trace": True}, {"commit": True},
+                                    {}, {}, {"commit": True})):
+                r = prog.run(xs[i % 3], "native", **kw)
+                assert r.state_root == want[i % 3]
+    finally:
+        native.set_threads(None)
+    assert called
+    g, small = _two_node_program()
+    x = {"x": _rand(rng, "i8", (1, 3, 9, 9))}
+    assert small.run(x, "native", commit=True).state_root == small.run(x, "vm").state_root
