@@ -129,7 +129,7 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     from opmlc.ir.text import print_graph
     from opmlc.quantize import QuantizedModel, quantize
 
-    say = progress or (lambda m: None)
+    say = _throttled(progress) if progress else (lambda m: None)
     if isinstance(calibration, (str, Path)):
         calibration = read_npz(calibration, "calibration")
     if generate is None and (context is not None or sample is not None):
@@ -172,7 +172,8 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             g = import_onnx(model, shapes)
         say(f"quantizing {len(g.nodes)} float IR nodes ({scheme}; calibrating on "
             + ("the given inputs)" if calibration else "synthetic inputs)"))
-        qm = quantize(g, scheme, calibration, **({"int8_mode": int8_mode} if int8_mode else {}))
+        qm = quantize(g, scheme, calibration, progress=say,
+                      **({"int8_mode": int8_mode} if int8_mode else {}))
         say(f"quantized: {len(qm.graph.nodes)} integer IR nodes")
     if generate is not None:
         from opmlc.quantize.generate import Sampling, unroll
@@ -193,6 +194,23 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     if output is not None:
         art.save(output)
     return art
+
+
+def _throttled(say: Callable[[str], None], every: float = 1.0) -> Callable[[str], None]:
+    """``say`` for the stage lines; the indented progress lines within a stage at most once
+    a second (a slow stage shows them, a fast one stays quiet)."""
+    import time
+
+    last = [time.perf_counter()]
+
+    def f(msg: str) -> None:
+        now = time.perf_counter()
+        if msg.startswith("  ") and now - last[0] < every:
+            return
+        last[0] = now
+        say(msg)
+
+    return f
 
 
 def _ids_input(path: str | Path) -> tuple[str, list]:

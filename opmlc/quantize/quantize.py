@@ -29,6 +29,7 @@ from opmlc.quantize.mixed import INT8_DEFAULT, prepare_int8
 from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
 from opmlc_runtime.dtypes import int_range
 
+PROGRESS_MIN_NODES = 50  # graphs with at least this many nodes report progress
 SOFTMAX_RANGE = 16.0  # exp(x - max) is taken as 0 below -16 (fixed) / over the int8 codes
 EXP_BITS = 30  # frac bits of the exp table in q.softmax
 LUT_INTERVALS = 1024  # max intervals of a q.lut table over a wide (fixed) input
@@ -187,12 +188,18 @@ def check_memory(g: Graph) -> None:
 
 
 def calibrate(g: Graph, calibration: dict[str, np.ndarray] | None = None, n_synth: int = 4,
-              keep: int = 8, seed: int = 0) -> Calibration:
-    """Per float value (min, max) over the samples; float values of the first ``keep``."""
+              keep: int = 8, seed: int = 0,
+              progress: Callable[[str], None] | None = None) -> Calibration:
+    """Per float value (min, max) over the samples; float values of the first ``keep``.
+    ``progress``: a line per sample on graphs of at least PROGRESS_MIN_NODES nodes."""
     check_memory(g)
     ranges: dict[str, tuple[float, float]] = {}
     envs = []
-    for i, s in enumerate(calibration_samples(g, calibration, n_synth, seed)):
+    samples = calibration_samples(g, calibration, n_synth, seed)
+    say = progress if progress is not None and len(g.nodes) >= PROGRESS_MIN_NODES else None
+    for i, s in enumerate(samples):
+        if say:
+            say(f"  calibration sample {i + 1}/{len(samples)}")
         env = evaluate(g, s, return_all=True)
         for k, v in env.items():
             if v.dtype.kind != "f" or v.size == 0:
@@ -1128,8 +1135,8 @@ def _dispatch(op: str) -> Callable[[_Q, Node], None]:
 
 def quantize(graph: Graph, scheme: str = "fixed",
              calibration: dict[str, np.ndarray] | None = None, *, act_bits: int = 24,
-             n_synth: int = 4, seed: int = 0, int8_mode: str = INT8_DEFAULT
-             ) -> QuantizedModel:
+             n_synth: int = 4, seed: int = 0, int8_mode: str = INT8_DEFAULT,
+             progress: Callable[[str], None] | None = None) -> QuantizedModel:
     """Rewrite float graph ``graph`` into an integer graph under ``scheme`` (``fixed``|``int8``).
 
     ``calibration``: arrays by input name (one sample, or N samples stacked on a new
@@ -1137,6 +1144,8 @@ def quantize(graph: Graph, scheme: str = "fixed",
     (standard normal floats, ids uniform over the table they index) are used.
     ``int8_mode``: which activations the int8 scheme keeps at 16 bits (and whether it
     smooths first), :mod:`opmlc.quantize.mixed`; ignored by ``fixed`` and QDQ models.
+    ``progress``: lines on the calibration samples and every tenth of the nodes (graphs of
+    at least PROGRESS_MIN_NODES nodes).
     """
     qdq = any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes)
     if qdq:
@@ -1155,7 +1164,7 @@ def quantize(graph: Graph, scheme: str = "fixed",
     if bad:
         raise QuantizeError("ops without a quantization rule: " + ", ".join(
             f"{op} (node -> {o})" for op, o in bad))
-    cal = calibrate(graph, calibration, n_synth=n_synth, seed=seed)
+    cal = calibrate(graph, calibration, n_synth=n_synth, seed=seed, progress=progress)
     q = _Q(graph, pol, cal)
     _prepare(q)
     inputs: dict[str, QParams | None] = {}
@@ -1173,7 +1182,11 @@ def quantize(graph: Graph, scheme: str = "fixed",
         q.out.inputs.append(name)
         q.set(name, name, p)
         inputs[name] = p
-    for n in graph.nodes:
+    total = len(graph.nodes)
+    every = -(-total // 10) if progress is not None and total >= PROGRESS_MIN_NODES else 0
+    for k, n in enumerate(graph.nodes):
+        if every and k and k % every == 0:
+            progress(f"  quantized {k}/{total} nodes ({100 * k // total}%)")
         try:
             _dispatch(n.op)(q, n)
         except QuantizeError:
