@@ -511,9 +511,9 @@ class Program:
         call per thread (the trace driver with ranges on the last node only: no pool
         handoff, no Python between the run and the hashing); False (nothing run) when
         the keccak JIT or the dense tree is unavailable."""
-        from opmlc_runtime.keccak import update_part_address
+        from opmlc_runtime.keccak import update_address
 
-        upd = update_part_address()
+        upd = update_address()
         if upd is None or not self.nodes or not self._writable_ranges():
             return False
         if self._final_ranges is None:
@@ -538,9 +538,9 @@ class Program:
         """Run every node and hash its writes' Merkle paths after it in one native call
         per thread (NativeModule.trace_all); the S_k roots. [] (nothing run) when the
         keccak JIT or the dense tree is unavailable: the caller goes node by node."""
-        from opmlc_runtime.keccak import update_part_address
+        from opmlc_runtime.keccak import update_address
 
-        upd = update_part_address()
+        upd = update_address()
         tree = mem.native_levels() if upd is not None and self.nodes else None
         if tree is None:
             return []

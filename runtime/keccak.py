@@ -31,6 +31,7 @@ __all__ = [
     "keccak256",
     "keccak256_64",
     "path_update_fn",
+    "update_address",
     "update_part_address",
 ]
 
@@ -496,6 +497,16 @@ def path_update_fn():
             f.result()
 
     return update
+
+
+def update_address() -> int | None:
+    """The address of the JIT's serial ``merkle_update(levels, top, lo, hi)`` (see
+    _build_path_update), for native callers that split a range themselves
+    (native.opmlc_hash_range); None when the JIT is unavailable."""
+    jit = _get_jit()
+    if jit is None:
+        return None
+    return jit.engine.get_function_address("merkle_update")
 
 
 def update_part_address() -> int | None:

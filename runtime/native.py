@@ -188,19 +188,96 @@ _TraceDriver = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_
                                 ctypes.c_void_p)
 
 
+# ``void opmlc_hash_range(ptr update, ptr levels, i64 top, i64 lo, i64 hi, i64 part,
+# i64 nparts, ptr hsync)``, every part calling it: the paths of dirty leaf range [lo, hi)
+# up to level ``top`` with ``update`` = the keccak JIT's serial merkle_update. Levels
+# 1..K (K = floor(log2((hi - lo) / 512)), at most top) are split into subtrees: part p
+# takes [b_p, b_p+1) with b_0 = lo, b_nparts = hi and the other bounds multiples of 2^K,
+# so no node of those levels has children in two parts; one barrier; then part 0 hashes
+# levels K+1..top over [lo >> K, ceil(hi / 2^K)) (``update`` on the level array from
+# K). One barrier per range instead of one per wide level. Small ranges (K = 0) or one
+# part: part 0 alone.
+_HASH_RANGE = """
+define internal void @opmlc_hash_range(ptr %upd, ptr %levels, i64 %top, i64 %lo, i64 %hi,
+    i64 %part, i64 %nparts, ptr %hsync) {
+entry:
+  %n = sub i64 %hi, %lo
+  %q = lshr i64 %n, 9
+  %lz = call i64 @llvm.ctlz.i64(i64 %q, i1 false)
+  %k0 = sub i64 63, %lz
+  %kt = icmp slt i64 %k0, %top
+  %k1 = select i1 %kt, i64 %k0, i64 %top
+  %multi = icmp sgt i64 %nparts, 1
+  %kpos = icmp sgt i64 %k1, 0
+  %split = and i1 %multi, %kpos
+  br i1 %split, label %par, label %ser
+ser:
+  %p0 = icmp eq i64 %part, 0
+  br i1 %p0, label %serial, label %out
+serial:
+  call void %upd(ptr %levels, i64 %top, i64 %lo, i64 %hi)
+  br label %out
+par:
+  %al = shl i64 1, %k1
+  %am = sub i64 %al, 1
+  %nm = xor i64 %am, -1
+  %s0 = mul i64 %n, %part
+  %s1 = udiv i64 %s0, %nparts
+  %s2 = add i64 %lo, %s1
+  %s3 = add i64 %s2, %am
+  %s4 = and i64 %s3, %nm
+  %sz = icmp eq i64 %part, 0
+  %s5 = select i1 %sz, i64 %lo, i64 %s4
+  %sc = icmp ult i64 %s5, %hi
+  %bs = select i1 %sc, i64 %s5, i64 %hi
+  %pp = add i64 %part, 1
+  %e0 = mul i64 %n, %pp
+  %e1 = udiv i64 %e0, %nparts
+  %e2 = add i64 %lo, %e1
+  %e3 = add i64 %e2, %am
+  %e4 = and i64 %e3, %nm
+  %el = icmp eq i64 %pp, %nparts
+  %e5 = select i1 %el, i64 %hi, i64 %e4
+  %ec = icmp ult i64 %e5, %hi
+  %be = select i1 %ec, i64 %e5, i64 %hi
+  %has = icmp ult i64 %bs, %be
+  br i1 %has, label %mine, label %meet
+mine:
+  call void %upd(ptr %levels, i64 %k1, i64 %bs, i64 %be)
+  br label %meet
+meet:
+  call void @opmlc_barrier(ptr %hsync, i64 %nparts)
+  %q0 = icmp eq i64 %part, 0
+  br i1 %q0, label %upper, label %out
+upper:
+  %lv = getelementptr ptr, ptr %levels, i64 %k1
+  %tk = sub i64 %top, %k1
+  %ul = lshr i64 %lo, %k1
+  %uh0 = add i64 %hi, %am
+  %uh = lshr i64 %uh0, %k1
+  call void %upd(ptr %lv, i64 %tk, i64 %ul, i64 %uh)
+  br label %out
+out:
+  ret void
+}
+
+declare i64 @llvm.ctlz.i64(i64, i1)
+""".split("\n")
+
+
 def _trace_driver_lines(n_nodes: int) -> list[str]:
     """``void opmlc_trace_all(ptr base, i64 part, i64 nparts, ptr flags, ptr sync,
     ptr update, ptr levels, i64 top, ptr roff, ptr rlh, ptr tops, ptr hsync)``: the nodes
     in order as ``opmlc_run_all`` runs them, and after node k (all parts past the
     barrier) the Merkle paths of its writes: for j in [roff[k], roff[k+1]) every part
-    calls ``update(levels, top, rlh[2j], rlh[2j+1], part, nparts, hsync)`` (the keccak
-    JIT's merkle_update_part: dirty leaf range [lo, hi) up to level ``top``, split over
-    the parts while a level is wide); then part 0 copies node(top, 0) to
+    calls ``opmlc_hash_range(update, levels, top, rlh[2j], rlh[2j+1], part, nparts,
+    hsync)`` (``update``: the keccak JIT's serial merkle_update; the range's lower
+    levels split into one subtree per part); then part 0 copies node(top, 0) to
     ``tops[32k : 32k + 32]`` and, when node k had ranges, the parts meet at the barrier
     again, so node k + 1 writes nothing that is still being hashed. Node roots with one
     native call per thread: no per-node or per-level Python. With ranges on the last
     node only, it is ``opmlc_run_all`` followed by one Merkle update (the final root)."""
-    lines = [
+    lines = _HASH_RANGE + [
         "define internal void @opmlc_hash_node(ptr %upd, ptr %levels, i64 %top, ptr %roff,",
         "    ptr %rlh, i64 %k, i64 %part, i64 %nparts, ptr %hsync, ptr %sync, ptr %tops) {",
         "entry:",
@@ -220,8 +297,8 @@ def _trace_driver_lines(n_nodes: int) -> list[str]:
         "  %lo = load i64, ptr %lp, align 8",
         "  %hp = getelementptr i64, ptr %lp, i64 1",
         "  %hi = load i64, ptr %hp, align 8",
-        "  call void %upd(ptr %levels, i64 %top, i64 %lo, i64 %hi, i64 %part, i64 %nparts,"
-        " ptr %hsync)",
+        "  call void @opmlc_hash_range(ptr %upd, ptr %levels, i64 %top, i64 %lo, i64 %hi,"
+        " i64 %part, i64 %nparts, ptr %hsync)",
         "  %j1 = add i64 %j, 1",
         "  br label %head",
         "done:",

@@ -285,3 +285,44 @@ def test_final_root_driver_after_any_run(monkeypatch) -> None:
     g, small = _two_node_program()
     x = {"x": _rand(rng, "i8", (1, 3, 9, 9))}
     assert small.run(x, "native", commit=True).state_root == small.run(x, "vm").state_root
+
+
+def test_trace_driver_hash_ranges_match_oracle() -> None:
+    """opmlc_hash_range through the trace driver on arbitrary leaf ranges (unaligned,
+    wide enough to split into subtrees, overlapping, one leaf) rewritten in place behind
+    the tree's back: at 1..4 threads the tree equals the pure-Python oracle's."""
+    from opmlc_runtime.keccak import update_address
+    from opmlc_runtime.merkle import Memory, merkle_root_of
+
+    rng = np.random.default_rng(41)
+    x_t = TensorType("i8", (1, 3, 12, 12))
+    w = _rand(rng, "i8", (4, 3, 3, 3))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1,
+             "x_zp": 0, "w_zp": 0}
+    prog = Program(compile_graph(conv_graph(x_t, w, None, attrs)))
+    small = prog.memory({"x": _rand(rng, "i8", x_t.shape)})
+    mem = Memory(20, size_hint=1 << 20)  # the program's layout at the bottom of 1 MiB
+    mem.reserve(1 << 20)
+    mem.write(0, small.read(0, small.allocated))
+    nat, upd = prog.native(), update_address()
+    leaves = mem.allocated // 32
+    a, b = prog.nodes[0]["writes"][0]
+    try:
+        for n in (1, 2, 3, 4):
+            native.set_threads(n)
+            spans = [(int(rng.integers(300, 399)), int(rng.integers(20_000, leaves))),
+                     (305, 306), (777, 9_999), (301, 30_001)]
+            for lo, hi in spans:
+                mem.buffer[32 * lo:32 * hi] = rng.integers(0, 256, 32 * (hi - lo), np.uint8)
+            spans.append((a // 32, (a + b - 1) // 32 + 1))
+            ptrs, top = mem.native_levels()
+            roff = np.array([0, len(spans)], np.int64)
+            rlh = np.array(spans, np.int64).reshape(-1)
+            tops = np.zeros((1, 32), np.uint8)
+            nat.trace_all(mem.buffer.ctypes.data, prog._split_flags(), upd, ptrs.ctypes.data,
+                          top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data)
+            mem.levels_changed()
+            assert mem.root_over_top(tops[0].tobytes()) == mem.root() == merkle_root_of(
+                mem.read(0, mem.allocated), mem.depth)
+    finally:
+        native.set_threads(None)
