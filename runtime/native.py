@@ -608,7 +608,7 @@ class NativeModule:
     def trace_all(self, base: int, flags: bytes, update: int, levels: int, top: int,
                   roff: int, rlh: int, tops: int) -> None:
         """``run_all`` with every node's Merkle paths rehashed after it (``update``: the
-        address of the keccak JIT's merkle_update_part; ``levels``: the tree's level
+        address of the keccak JIT's serial merkle_update; ``levels``: the tree's level
         pointers, ``top`` its dense top level; node k's dirty leaf ranges are the pairs
         ``rlh[2j], rlh[2j + 1]`` for j in [roff[k], roff[k + 1])): node(top, 0) after node
         k lands in ``tops[32k : 32k + 32]``. The same bytes and nodes as ``run_node`` then
