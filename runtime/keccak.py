@@ -32,7 +32,6 @@ __all__ = [
     "keccak256_64",
     "path_update_fn",
     "update_address",
-    "update_part_address",
 ]
 
 _RATE_LANES = 17  # 136-byte rate of keccak256 = 1088 bits / 64
@@ -507,16 +506,6 @@ def update_address() -> int | None:
     if jit is None:
         return None
     return jit.engine.get_function_address("merkle_update")
-
-
-def update_part_address() -> int | None:
-    """The address of the JIT's ``merkle_update_part`` (see _PARALLEL_UPDATE), for native
-    callers that hash between their own steps (native.NativeModule.trace_all); None when
-    the JIT is unavailable. Valid for the life of the process."""
-    jit = _get_jit()
-    if jit is None:
-        return None
-    return jit.engine.get_function_address("merkle_update_part")
 
 
 def hash_pairs(nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
