@@ -28,6 +28,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     put("empty.onnx", b"")
     put("garbage.onnx", b"\x08\x07garbage" * 10)
     put("text.onnx", b"hello world\n")
+    import onnx
+
+    future = onnx.load(str(MLP))
+    for o in future.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = 2**33  # beyond any release (and a C int)
+    put("future.onnx", future.SerializeToString())
     good = api.compile(str(MLP)).to_bytes()
     put("good.opvm", good)
     put("gen.opvm", api.compile(str(ROOT / "models" / "gpt2_tiny.onnx"), generate=3,
@@ -68,6 +75,8 @@ CORPUS: list[tuple[str, list[str]]] = [
     ("ir-empty", ["ir", "{empty.onnx}"]),
     ("ir-garbage", ["ir", "{garbage.onnx}"]),
     ("ir-text", ["ir", "{text.onnx}"]),
+    ("ir-opset-future", ["ir", "{future.onnx}"]),
+    ("compile-opset-future", ["compile", "{future.onnx}", "-o", "{dir}/o.opvm", "-q"]),
     ("ir-dir", ["ir", "{dir}"]),
     ("ir-shape-syntax", ["ir", str(MLP), "--shape", "input=axb"]),
     ("ir-shape-negative", ["ir", str(MLP), "--shape", "input=-1x64"]),

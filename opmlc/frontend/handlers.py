@@ -1651,7 +1651,7 @@ def _function_proto(op_type: str, opset: int, domain: str, node: Any,
 
     try:
         schema = defs.get_schema(op_type, opset, domain)
-    except defs.SchemaError:
+    except (defs.SchemaError, TypeError):  # TypeError: an opset beyond a C int (a bad file)
         return None
     fv = [v for v in schema.function_opset_versions if v <= opset]
     cv = [v for v in schema.context_dependent_function_opset_versions if v <= opset]

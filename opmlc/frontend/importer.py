@@ -54,9 +54,10 @@ def _opsets(m: onnx.ModelProto) -> dict[str, int]:
     out = {DOMAINS.get(o.domain, o.domain): o.version for o in m.opset_import}
     if m.ir_version < 3 and "" not in out:
         out[""] = 1
-    if out.get("", MIN_OPSET) < MIN_OPSET:
+    top = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= out.get("", MIN_OPSET) <= top:
         raise ModelLoadError(f"model uses ai.onnx opset {out['']}; opmlc supports opsets "
-                             f"{MIN_OPSET}..{onnx.defs.onnx_opset_version()} (upgrade it with "
+                             f"{MIN_OPSET}..{top} (convert it with "
                              "onnx.version_converter.convert_version)")
     return out
 
@@ -116,7 +117,7 @@ def _decode_attrs(node: onnx.NodeProto, opset: int) -> dict[str, Any]:
     (a mutated or hand-made file may carry, say, a string where a tensor belongs)."""
     try:
         schema = onnx.defs.get_schema(node.op_type, opset, node.domain).attributes
-    except onnx.defs.SchemaError:
+    except (onnx.defs.SchemaError, TypeError):  # TypeError: an opset beyond a C int
         schema = {}
     out = {}
     for a in node.attribute:
