@@ -542,6 +542,15 @@ class _Part:
         self.engine.set_object_cache(save, lambda _mod: cached)
         self.engine.finalize_object()
 
+    def __del__(self) -> None:
+        """The engine first, while this part still holds the context. Left to the default
+        teardown, the engine's dispose drops its module's (last) reference to the context,
+        which llvmlite then disposes *before* LLVMPY_DisposeExecutionEngine deletes that
+        module: a use after free (seen as a bus error when the GC collected a module)."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is not None:
+            engine.close()
+
 
 def _compile_part(llvm, target, cpu: str, feats: str, opt: int, text: str) -> _Part:
     return _Part(llvm, target, cpu, feats, opt, text)

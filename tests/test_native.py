@@ -326,3 +326,31 @@ def test_trace_driver_hash_ranges_match_oracle() -> None:
                 mem.read(0, mem.allocated), mem.depth)
     finally:
         native.set_threads(None)
+
+
+def test_jit_part_disposes_its_engine_before_its_context(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A JIT module's engine must go before the LLVM context its module lives in (the
+    other order is a use after free in LLVMPY_DisposeExecutionEngine)."""
+    import gc
+
+    import llvmlite.binding as llvm
+    from llvmlite.binding.context import ContextRef
+    from llvmlite.binding.executionengine import ExecutionEngine
+
+    from opmlc_runtime import native
+
+    order: list[str] = []
+    ctx_dispose, ee_dispose = ContextRef._dispose, ExecutionEngine._dispose
+    monkeypatch.setattr(ContextRef, "_dispose",
+                        lambda self: (order.append("context"), ctx_dispose(self))[1])
+    monkeypatch.setattr(ExecutionEngine, "_dispose",  # recorded once the engine is gone
+                        lambda self: (ee_dispose(self), order.append("engine"))[0])
+    native._init()
+    target = llvm.Target.from_default_triple()
+    part = native._Part(llvm, target, llvm.get_host_cpu_name(), "", 2,
+                        "define void @node_0() {\n  ret void\n}\n")
+    assert part.nodes == ["node_0"]
+    del part
+    gc.collect()
+    assert order == ["engine", "context"]
