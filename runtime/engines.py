@@ -525,6 +525,13 @@ class Program:
         tree = mem.native_levels(rehashed=rlh.reshape(-1, 2).tolist())
         if tree is None:
             return False
+        self._trace_call(nat, mem, upd, tree, roff, rlh)
+        return True
+
+    def _trace_call(self, nat, mem: Memory, upd: int, tree: tuple, roff: np.ndarray,
+                    rlh: np.ndarray) -> np.ndarray:
+        """NativeModule.trace_all on ``mem`` with dirty leaf ranges (roff, rlh) per node;
+        node(top, 0) after each node, one row of 32 bytes per node."""
         ptrs, top = tree
         tops = np.zeros((len(self.nodes), 32), np.uint8)
         try:
@@ -532,7 +539,7 @@ class Program:
                           top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data)
         finally:
             mem.levels_changed()
-        return True
+        return tops
 
     def _trace_native(self, nat, mem: Memory) -> list[bytes]:
         """Run every node and hash its writes' Merkle paths after it in one native call
@@ -544,14 +551,7 @@ class Program:
         tree = mem.native_levels() if upd is not None and self.nodes else None
         if tree is None:
             return []
-        ptrs, top = tree
-        roff, rlh = self._node_leaf_ranges()
-        tops = np.zeros((len(self.nodes), 32), np.uint8)
-        try:
-            nat.trace_all(mem.buffer.ctypes.data, self._split_flags(), upd, ptrs.ctypes.data,
-                          top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data)
-        finally:
-            mem.levels_changed()
+        tops = self._trace_call(nat, mem, upd, tree, *self._node_leaf_ranges())
         return [state_root(self.boundary_core(k), mem.root_over_top(tops[k].tobytes()))
                 for k in range(len(self.nodes))]
 

@@ -91,6 +91,32 @@ def _yield_symbol() -> bool:
     return True
 
 
+def _node_call(k: int) -> list[str]:
+    """The drivers' call of node k through the function table ``%fns``: split over the
+    parts when ``flags[k]`` is set, else part 0 alone; ends at label ``sync<k>``."""
+    return [
+        f"  br label %n{k}",
+        f"n{k}:",
+        f"  %fp{k} = getelementptr i8, ptr %flags, i64 {k}",
+        f"  %f{k} = load i8, ptr %fp{k}, align 1",
+        f"  %s{k} = icmp ne i8 %f{k}, 0",
+        f"  br i1 %s{k}, label %par{k}, label %one{k}",
+        f"par{k}:",
+        f"  %fq{k} = getelementptr ptr, ptr %fns, i64 {k}",
+        f"  %fn{k} = load ptr, ptr %fq{k}, align 8",
+        f"  call void %fn{k}(ptr %base, i64 %part, i64 %nparts)",
+        f"  br label %sync{k}",
+        f"one{k}:",
+        f"  br i1 %p0, label %run{k}, label %sync{k}",
+        f"run{k}:",
+        f"  %fr{k} = getelementptr ptr, ptr %fns, i64 {k}",
+        f"  %fo{k} = load ptr, ptr %fr{k}, align 8",
+        f"  call void %fo{k}(ptr %base, i64 0, i64 1)",
+        f"  br label %sync{k}",
+        f"sync{k}:",
+    ]
+
+
 def driver_ir(n_nodes: int, triple: str) -> str:
     """The runtime's drivers, a module of their own beside the artifact's kernels:
 
@@ -145,26 +171,7 @@ def driver_ir(n_nodes: int, triple: str) -> str:
         "  %p0 = icmp eq i64 %part, 0",
     ]
     for k in range(n_nodes):
-        lines += [
-            f"  br label %n{k}",
-            f"n{k}:",
-            f"  %fp{k} = getelementptr i8, ptr %flags, i64 {k}",
-            f"  %f{k} = load i8, ptr %fp{k}, align 1",
-            f"  %s{k} = icmp ne i8 %f{k}, 0",
-            f"  br i1 %s{k}, label %par{k}, label %one{k}",
-            f"par{k}:",
-            f"  %fq{k} = getelementptr ptr, ptr %fns, i64 {k}",
-            f"  %fn{k} = load ptr, ptr %fq{k}, align 8",
-            f"  call void %fn{k}(ptr %base, i64 %part, i64 %nparts)",
-            f"  br label %sync{k}",
-            f"one{k}:",
-            f"  br i1 %p0, label %run{k}, label %sync{k}",
-            f"run{k}:",
-            f"  %fr{k} = getelementptr ptr, ptr %fns, i64 {k}",
-            f"  %fo{k} = load ptr, ptr %fr{k}, align 8",
-            f"  call void %fo{k}(ptr %base, i64 0, i64 1)",
-            f"  br label %sync{k}",
-            f"sync{k}:",
+        lines += _node_call(k) + [
             f"  br i1 %multi, label %bar{k}, label %end{k}",
             f"bar{k}:",
             "  call void @opmlc_barrier(ptr %sync, i64 %nparts)",
@@ -332,26 +339,7 @@ def _trace_driver_lines(n_nodes: int) -> list[str]:
         "  %p0 = icmp eq i64 %part, 0",
     ]
     for k in range(n_nodes):
-        lines += [
-            f"  br label %n{k}",
-            f"n{k}:",
-            f"  %fp{k} = getelementptr i8, ptr %flags, i64 {k}",
-            f"  %f{k} = load i8, ptr %fp{k}, align 1",
-            f"  %s{k} = icmp ne i8 %f{k}, 0",
-            f"  br i1 %s{k}, label %par{k}, label %one{k}",
-            f"par{k}:",
-            f"  %fq{k} = getelementptr ptr, ptr %fns, i64 {k}",
-            f"  %fn{k} = load ptr, ptr %fq{k}, align 8",
-            f"  call void %fn{k}(ptr %base, i64 %part, i64 %nparts)",
-            f"  br label %sync{k}",
-            f"one{k}:",
-            f"  br i1 %p0, label %run{k}, label %sync{k}",
-            f"run{k}:",
-            f"  %fr{k} = getelementptr ptr, ptr %fns, i64 {k}",
-            f"  %fo{k} = load ptr, ptr %fr{k}, align 8",
-            f"  call void %fo{k}(ptr %base, i64 0, i64 1)",
-            f"  br label %sync{k}",
-            f"sync{k}:",
+        lines += _node_call(k) + [
             f"  br i1 %multi, label %bar{k}, label %hash{k}",
             f"bar{k}:",
             "  call void @opmlc_barrier(ptr %sync, i64 %nparts)",
