@@ -1015,6 +1015,263 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+# ---------------------------------------------------------------- int8 dot-product matmul
+#
+# A q.matmul / q.matmul_rq whose a and b are 8-bit and whose b zero point is b's offset
+# (b_zp = 0 for i8 b, 128 for u8 b: the int8 scheme's symmetric weights) is summed by
+# ``@opmlc_dpbusd16`` like the dot-product conv: with au = a - a_zp + AZ (a's byte made
+# u8: a, or a xor 0x80 = a + 128 for i8; AZ = a_zp, or a_zp + 128) and bs = b - b_zp (b's
+# byte made s8: b, or b xor 0x80 for u8),
+#
+#     sum_k (a - a_zp)(b - b_zp) = sum_k au bs - AZ Cs[j],   Cs[j] = sum_k bs[k, j]
+#
+# exact in i32 lanes while K * 255 * 128 < 2^31; Cs and the correction in i64, then init
+# and the epilogue as in gen_matmul (the VM's arithmetic). A work item is (batch, block of
+# MDN = 64 columns, chunk of MDC rows), the row chunks of a block consecutive: a part packs
+# the block's b columns once (when the previous item of the part had another block) into
+# its scratch as K/4 groups of four 64-byte vectors, panel[q][v][c][j] = bs[4q + j, 16v +
+# c] (0 past K and past N), with Cs from the same vectors against bytes of ones (and the
+# next block's b rows prefetched); the item's a rows are copied as au bytes (0 past K);
+# then every MDM-row tile runs MDM x 4 <16 x i32> accumulators over the groups, each step
+# four panel vectors against a row's four au bytes broadcast from the copy (a load, no
+# shuffle), and writes its rows through the epilogue. The panel is reused by every row of
+# the block: b is read from memory once per part and block, not once per row.
+# (bench/bench_matmul.py: 4 rows x 64 columns, 6 x 64 and the a copy measured; 6 x 64
+# uses 24 of the 32 zmm registers with no spill.)
+
+MDN = 64      # columns of a block (four <16 x i32> vectors)
+MDM = 6       # rows of the register tile
+MDC = 24      # rows of a work item (a multiple of MDM)
+MDK_MAX = 4096  # K at most (a part's scratch: K * 64 panel bytes + MDC * K a bytes)
+
+
+@dataclass(frozen=True)
+class MatDotPlan:
+    """How :func:`gen_matmul_dot` offsets a and b to u8 and s8 (see the section comment)."""
+
+    a_flip: bool   # a is i8: its bytes are xor 0x80 (au = a + 128)
+    b_flip: bool   # b is u8: its bytes are xor 0x80 (bs = b - 128)
+    a_zp_u8: int   # AZ = a_zp (+ 128 for i8 a)
+
+
+def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
+    """The dot-product parameters of a matmul description, or None (gen_matmul)."""
+    nb, K = len(ms.batch), ms.red
+    if ms.a.dtype not in ("i8", "u8") or ms.b.dtype not in ("i8", "u8"):
+        return None
+    if K == 0 or K > MDK_MAX or K * _DOT_BOUND >= 1 << 31 or ms.a.addr.dyn or ms.b.addr.dyn:
+        return None
+    if ms.b_zp != (128 if ms.b.dtype == "u8" else 0):
+        return None
+    ast = dict(ms.a.addr.terms)
+    bst = dict(ms.b.addr.terms)
+    if (K > 1 and ast.get(nb + 2, 0) != 1) or bst.get(nb + 1, 0) != 1:
+        return None
+    return MatDotPlan(a_flip=ms.a.dtype == "i8", b_flip=ms.b.dtype == "u8",
+                      a_zp_u8=ms.a_zp + (128 if ms.a.dtype == "i8" else 0))
+
+
+def _mat_kpad(ms: MatSpec) -> int:
+    return -(-ms.red // 4) * 4
+
+
+def mat_dot_scratch_bytes(ms: MatSpec) -> int:
+    """One part's scratch: the packed panel (K/4 x 256 bytes), Cs (256), a tile's i32 sums
+    (MDM x 256), 512 bytes where a partial output row is parked and the item's a rows as
+    u8 (MDC x K rounded up to 64 bytes)."""
+    return _mat_kpad(ms) * MDN + 256 + MDM * 256 + 512 + MDC * _mat_ka(ms)
+
+
+def _mat_ka(ms: MatSpec) -> int:
+    return -(-ms.red // 64) * 64
+
+
+def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[str]]:
+    """The int8 dot-product kernel of a q.matmul / q.matmul_rq (see the section comment)."""
+    from opmlc.backend.llvmgen import LaneVecExpr, VecExpr
+
+    nb, M, N, K = len(ms.batch), ms.rows, ms.cols, ms.red
+    Kp, KA = _mat_kpad(ms), _mat_ka(ms)
+    NQ, KT = K // 4, K % 4
+    NJ = -(-N // MDN)
+    NRC = -(-M // MDC)
+    items = _prod(ms.batch) * NJ * NRC
+    osz, _ = DTYPE_INFO[ms.y_dtype]
+    oty = f"i{8 * osz}"
+    ir = _Ir()
+    ir.decls.add(DPBUSD_DECL)
+    ir.decls.add("declare <64 x i8> @llvm.masked.load.v64i8.p0(ptr, i32 immarg, <64 x i1>, "
+                 "<64 x i8>)")
+    ir.decls.add("declare void @llvm.prefetch.p0(ptr, i32 immarg, i32 immarg, i32 immarg)")
+    po = ir.v(f"mul i64 %part, {mat_dot_scratch_bytes(ms)}")
+    panel = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
+    csp = _gep(ir, panel, str(Kp * MDN))
+    accs = _gep(ir, csp, "256")
+    park = _gep(ir, accs, str(MDM * 256))
+    arow0 = _gep(ir, park, "512")
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    it, (last,), close_it = ir.loop(lo, hi, [("i64", "-1")])
+    rc = ir.v(f"urem i64 {it}, {NRC}")
+    key = ir.v(f"udiv i64 {it}, {NRC}")  # (batch, block): the packed panel's
+    jb = ir.v(f"urem i64 {key}, {NJ}")
+    rest = ir.v(f"udiv i64 {key}, {NJ}")
+    bidx = [""] * nb
+    for lv in reversed(range(nb)):
+        bidx[lv] = ir.v(f"urem i64 {rest}, {ms.batch[lv]}")
+        rest = ir.v(f"udiv i64 {rest}, {ms.batch[lv]}")
+    j0 = ir.v(f"mul i64 {jb}, {MDN}")
+    ncols = ir.v(f"sub i64 {N}, {j0}")
+    lanes = ir.v(f"add <{MDN} x i64> {ir.splat('i64', MDN, j0)}, "
+                 f"{_vconst(MDN, list(range(MDN)))}")
+    mask = ir.v(f"icmp slt <{MDN} x i64> {lanes}, {_vconst(MDN, N)}")
+    jv = ir.v(f"select <{MDN} x i1> {mask}, <{MDN} x i64> {lanes}, <{MDN} x i64> "
+              f"{_vconst(MDN, N - 1)}")  # in range: the per-column loads of the epilogue
+    # pack the block when this part's previous item had another one
+    pk, pd = ir.label("pk"), ir.label("pd")
+    ir.emit(f"br i1 {ir.v(f'icmp ne i64 {key}, {last}')}, label %{pk}, label %{pd}")
+    ir.lines.append(f"{pk}:")
+    b0 = VecExpr(ir, MDN, {}, bidx + ["0", j0, "0"]).ptr(ms.b.addr)
+    kst = dict(ms.b.addr.terms).get(nb + 2, 0)
+    fill = _vconst(MDN, -128 if dp.b_flip else 0, "i8")  # a masked lane's byte: bs = 0
+    ones = _splat_bytes(ir, str(0x01010101))
+
+    def brow(k: str) -> str:
+        p = _gep(ir, b0, ir.v(f"mul i64 {k}, {kst}"))
+        if NJ > 1:  # the next block's row: in cache by the time it is packed
+            ir.emit(f"call void @llvm.prefetch.p0(ptr {_gep(ir, p, str(MDN))}, i32 0, i32 3, "
+                    "i32 1)")
+        r = ir.v(f"call <64 x i8> @llvm.masked.load.v64i8.p0(ptr {p}, i32 1, <64 x i1> {mask}, "
+                 f"<64 x i8> {fill})")
+        return ir.v(f"xor <64 x i8> {r}, {_vconst(MDN, -128, 'i8')}") if dp.b_flip else r
+
+    def group(q: str, rows: list[str], cs: list[str]) -> list[str]:
+        ab = ir.v(f"shufflevector <64 x i8> {rows[0]}, <64 x i8> {rows[1]}, "
+                  f"<128 x i32> {_vconst(128, list(range(128)), 'i32')}")
+        cd = ir.v(f"shufflevector <64 x i8> {rows[2]}, <64 x i8> {rows[3]}, "
+                  f"<128 x i32> {_vconst(128, list(range(128)), 'i32')}")
+        gp = _gep(ir, panel, ir.v(f"mul i64 {q}, {4 * MDN}"))
+        out = []
+        for v in range(4):
+            inter = [64 * j + 16 * v + c for c in range(16) for j in range(4)]
+            pv = ir.v(f"shufflevector <128 x i8> {ab}, <128 x i8> {cd}, "
+                      f"<64 x i32> {_vconst(64, inter, 'i32')}")
+            ir.emit(f"store <64 x i8> {pv}, ptr {_gep(ir, gp, str(64 * v))}, align 64")
+            out.append(ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {cs[v]}, <64 x i8> {ones}, "
+                            f"<64 x i8> {pv})"))
+        return out
+
+    cs = ["zeroinitializer"] * 4
+    if NQ:
+        q, cs, close_q = ir.loop("0", str(NQ), [("<16 x i32>", "zeroinitializer")] * 4)
+        k4 = ir.v(f"mul i64 {q}, 4")
+        close_q(group(q, [brow(ir.v(f"add i64 {k4}, {j}")) for j in range(4)], cs))
+    if KT:
+        cs = group(str(NQ), [brow(str(4 * NQ + j)) if j < KT else "zeroinitializer"
+                             for j in range(4)], cs)
+    for v in range(4):
+        ir.emit(f"store <16 x i32> {cs[v]}, ptr {_gep(ir, csp, str(64 * v))}, align 64")
+    ir.emit(f"br label %{pd}")
+    ir.lines.append(f"{pd}:")
+    corr = None
+    if dp.a_zp_u8:
+        c = ir.v(f"load <{MDN} x i32>, ptr {csp}, align 64")
+        corr = ir.v(f"mul <{MDN} x i64> {ir.v(f'sext <{MDN} x i32> {c} to <{MDN} x i64>')}, "
+                    f"{_vconst(MDN, dp.a_zp_u8)}")
+
+    def abytes(arow: str, qi: str) -> str:
+        """The four (u8) bytes of group qi of a copied a row, broadcast."""
+        off = ir.v(f"mul i64 {qi}, 4")
+        return _splat_bytes(ir, ir.v(f"load i32, ptr {_gep(ir, arow, off)}, align 4"))
+
+    r0 = ir.v(f"mul i64 {rc}, {MDC}")
+    nr = ir.v(f"sub i64 {M}, {r0}")
+    nr = ir.v(f"select i1 {ir.v(f'icmp slt i64 {nr}, {MDC}')}, i64 {nr}, i64 {MDC}")
+    # the item's a rows copied as u8 bytes (xor 0x80 for i8 a), KA bytes a row: the tiles
+    # then broadcast each group's four bytes straight from memory; bytes past K are 0
+    # (multiplied by the panel's zeros past K)
+    t, _, close_t = ir.loop("0", nr)
+    src = VecExpr(ir, MDN, {}, bidx + [ir.v(f"add i64 {r0}, {t}"), "0", "0"]).ptr(ms.a.addr)
+    dst = _gep(ir, arow0, ir.v(f"mul i64 {t}, {KA}"))
+    for c in range(KA // 64):
+        n = min(64, K - 64 * c)
+        p = _gep(ir, src, str(64 * c))
+        if n == 64:
+            x = ir.v(f"load <64 x i8>, ptr {p}, align 1")
+        else:
+            m = _vconst(64, ["true"] * n + ["false"] * (64 - n), "i1")
+            x = ir.v(f"call <64 x i8> @llvm.masked.load.v64i8.p0(ptr {p}, i32 1, <64 x i1> {m}, "
+                     "<64 x i8> zeroinitializer)")
+        if dp.a_flip:
+            x = ir.v(f"xor <64 x i8> {x}, {_vconst(64, -128, 'i8')}")
+        ir.emit(f"store <64 x i8> {x}, ptr {_gep(ir, dst, str(64 * c))}, align 64")
+    close_t()
+
+    def tile(mr: int, r: str) -> None:
+        rr = ir.v(f"sub i64 {r}, {r0}")
+        arows = [_gep(ir, arow0, ir.v(f"mul i64 {ir.v(f'add i64 {rr}, {t}')}, {KA}"))
+                 for t in range(mr)]
+        acc = ["zeroinitializer"] * (4 * mr)
+        if NQ:
+            q, acc, close_q = ir.loop("0", str(NQ),
+                                      [("<16 x i32>", "zeroinitializer")] * (4 * mr))
+            gp = _gep(ir, panel, ir.v(f"mul i64 {q}, {4 * MDN}"))
+            pv = [ir.v(f"load <64 x i8>, ptr {_gep(ir, gp, str(64 * v))}, align 64")
+                  for v in range(4)]
+            nxt = []
+            for t in range(mr):
+                ab = abytes(arows[t], q)
+                nxt += [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[4 * t + v]}, "
+                             f"<64 x i8> {ab}, <64 x i8> {pv[v]})") for v in range(4)]
+            close_q(nxt)
+        if KT:
+            gp = _gep(ir, panel, str(NQ * 4 * MDN))
+            pv = [ir.v(f"load <64 x i8>, ptr {_gep(ir, gp, str(64 * v))}, align 64")
+                  for v in range(4)]
+            nxt = []
+            for t in range(mr):
+                ab = abytes(arows[t], str(NQ))
+                nxt += [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[4 * t + v]}, "
+                             f"<64 x i8> {ab}, <64 x i8> {pv[v]})") for v in range(4)]
+            acc = nxt
+        for n, a in enumerate(acc):
+            ir.emit(f"store <16 x i32> {a}, ptr {_gep(ir, accs, str(64 * n))}, align 64")
+        # the epilogue once, in a loop over the tile's rows (the sums parked in scratch)
+        t, _, close_t = ir.loop("0", str(mr))
+        i = ir.v(f"add i64 {r}, {t}")
+        a = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, ir.v(f'mul i64 {t}, 256'))}, "
+                 "align 64")
+        a = ir.v(f"sext <{MDN} x i32> {a} to <{MDN} x i64>")
+        if corr is not None:
+            a = ir.v(f"sub <{MDN} x i64> {a}, {corr}")
+        ex = LaneVecExpr(ir, MDN, {"acc": a}, bidx + [i, "0", "0"], nb + 1, jv)
+        a = ir.v(f"add <{MDN} x i64> {a}, {ex.lit(ex.val(ms.init))}")
+        ex.vecs["acc"] = a
+        val = ex.lit(ex.val(ms.value))
+        if osz < 8:
+            val = ir.v(f"trunc <{MDN} x i64> {val} to <{MDN} x {oty}>")
+        yp = VecExpr(ir, MDN, {}, bidx + [i, j0]).ptr(ms.y)
+        _store_cols(ir, val, oty, osz, yp, ncols, park, MDN)
+        close_t()
+
+    ft, _, close_f = ir.loop("0", ir.v(f"udiv i64 {nr}, {MDM}"))
+    tile(MDM, ir.v(f"add i64 {r0}, {ir.v(f'mul i64 {ft}, {MDM}')}"))
+    close_f()
+    rem = ir.v(f"urem i64 {nr}, {MDM}")
+    rt = ir.v(f"sub i64 {ir.v(f'add i64 {r0}, {nr}')}, {rem}")
+    for mr in range(1, MDM):
+        yes, no = ir.label("rm"), ir.label("rn")
+        ir.emit(f"br i1 {ir.v(f'icmp eq i64 {rem}, {mr}')}, label %{yes}, label %{no}")
+        ir.lines.append(f"{yes}:")
+        tile(mr, rt)
+        ir.emit(f"br label %{no}")
+        ir.lines.append(f"{no}:")
+    close_it([key])
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
 def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     """(function text, declarations, scratch bytes per part) for a kernel with a native
     description, or None to render its loop nest."""
@@ -1022,6 +1279,10 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     if sp is None:
         return None
     if isinstance(sp, MatSpec):
+        mp = mat_dot_plan(sp)
+        if mp is not None:
+            text, decls = gen_matmul_dot(sp, mp, fname)
+            return text, decls, mat_dot_scratch_bytes(sp)
         text, decls = gen_matmul(sp, fname)
         return text, decls, 8 * MNR
     dp = dot_plan(sp)
@@ -1040,4 +1301,5 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
 
 __all__ = ["DPBUSD", "DotPlan", "FloatPlan", "MAX_PARTS", "SCRATCH", "conv_dot_scratch_bytes",
            "conv_float_scratch_bytes", "conv_scratch_bytes", "dot_plan", "float_plan",
-           "gen_conv_dot", "gen_conv", "gen_conv_float", "gen_native"]
+           "gen_conv_dot", "gen_conv", "gen_conv_float", "gen_matmul_dot", "gen_native",
+           "mat_dot_plan", "mat_dot_scratch_bytes", "MatDotPlan"]
