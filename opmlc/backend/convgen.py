@@ -178,9 +178,7 @@ def gen_conv(sp: ConvSpec, fname: str) -> tuple[str, set[str]]:
     ir = _Ir()
     po = ir.v(f"mul i64 %part, {K * NR * 8}")
     panel = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
-    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
-    p1 = ir.v("add i64 %part, 1")
-    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    lo, hi = _part_range(ir, items)
     it, _, close_it = ir.loop(lo, hi)
     ng = ir.v(f"udiv i64 {it}, {NP}")
     pj = ir.v(f"urem i64 {it}, {NP}")
@@ -456,9 +454,7 @@ def gen_conv_float(sp: ConvSpec, fp: FloatPlan, fname: str) -> tuple[str, set[st
     fused = sp.epilogue is not None
     accb = ir.v(f"getelementptr i8, ptr {panels}, i64 {_acc_offset(sp, fp)}")
     wt = ir.v(f"getelementptr i8, ptr {panels}, i64 {npb * K * nr * esz}")
-    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
-    p1 = ir.v("add i64 %part, 1")
-    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    lo, hi = _part_range(ir, items)
     it, _, close_it = ir.loop(lo, hi)
     # the column block varies fastest: rows blocks are usually equal (channel counts are
     # multiples of the block), column blocks may not be, so contiguous thread ranges
@@ -741,6 +737,37 @@ def _dot_half(sp: ConvSpec) -> int:
     return -(-_kpad(sp) * DNR // 64) * 64
 
 
+def _part_range(ir: _Ir, items: int) -> tuple[str, str]:
+    """[lo, hi): part ``%part``'s share of ``items`` work items among ``%nparts``."""
+    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
+    p1 = ir.v("add i64 %part, 1")
+    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    return lo, hi
+
+
+def _mat_block(ir: _Ir, ms: MatSpec, rest: str, NJ: int, width: int  # noqa: N803
+               ) -> tuple[list[str], str, str, str, str]:
+    """A matmul work item's column block and batch from ``rest`` = block + NJ * batch
+    (row-major over ms.batch): (batch indices, first column j0, columns left N - j0, the
+    lanes' in-range mask, the lanes' columns clamped into range for the epilogue's
+    per-column loads)."""
+    N = ms.cols  # noqa: N806
+    jb = ir.v(f"urem i64 {rest}, {NJ}")
+    rest = ir.v(f"udiv i64 {rest}, {NJ}")
+    bidx = [""] * len(ms.batch)
+    for lv in reversed(range(len(ms.batch))):
+        bidx[lv] = ir.v(f"urem i64 {rest}, {ms.batch[lv]}")
+        rest = ir.v(f"udiv i64 {rest}, {ms.batch[lv]}")
+    j0 = ir.v(f"mul i64 {jb}, {width}")
+    ncols = ir.v(f"sub i64 {N}, {j0}")
+    lanes = ir.v(f"add <{width} x i64> {ir.splat('i64', width, j0)}, "
+                 f"{_vconst(width, list(range(width)))}")
+    mask = ir.v(f"icmp slt <{width} x i64> {lanes}, {_vconst(width, N)}")
+    jv = ir.v(f"select <{width} x i1> {mask}, <{width} x i64> {lanes}, <{width} x i64> "
+              f"{_vconst(width, N - 1)}")
+    return bidx, j0, ncols, mask, jv
+
+
 def _gep(ir: _Ir, p: str, off: str) -> str:
     return ir.v(f"getelementptr i8, ptr {p}, i64 {off}")
 
@@ -795,9 +822,7 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
     po = ir.v(f"mul i64 %part, {conv_dot_scratch_bytes(sp)}")
     kmaj = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
     panel = ir.v(f"getelementptr i8, ptr {kmaj}, i64 {half}")
-    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
-    p1 = ir.v("add i64 %part, 1")
-    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    lo, hi = _part_range(ir, items)
     it, _, close_it = ir.loop(lo, hi)
     ng = ir.v(f"udiv i64 {it}, {NP}")
     pj = ir.v(f"urem i64 {it}, {NP}")
@@ -960,27 +985,13 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
     ir.decls.add(f"declare <{MNR} x {bty}> @llvm.masked.load.v{MNR}{bty}.p0(ptr, i32 immarg, "
                  f"<{MNR} x i1>, <{MNR} x {bty}>)")
     park = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {8 * MNR}"))
-    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
-    p1 = ir.v("add i64 %part, 1")
-    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    lo, hi = _part_range(ir, items)
     it, _, close_it = ir.loop(lo, hi)
     # rows innermost: the M strips of one column block run back to back while its K x MNR
     # weights stay in cache (GPT-2's 768 x 50257 lm_head streamed its 77 MB once per row)
     i = ir.v(f"urem i64 {it}, {M}")
     rest = ir.v(f"udiv i64 {it}, {M}")
-    jb = ir.v(f"urem i64 {rest}, {NJ}")
-    rest = ir.v(f"udiv i64 {rest}, {NJ}")
-    bidx = [""] * nb
-    for lv in reversed(range(nb)):
-        bidx[lv] = ir.v(f"urem i64 {rest}, {ms.batch[lv]}")
-        rest = ir.v(f"udiv i64 {rest}, {ms.batch[lv]}")
-    j0 = ir.v(f"mul i64 {jb}, {MNR}")
-    ncols = ir.v(f"sub i64 {N}, {j0}")
-    lanes = ir.v(f"add <{MNR} x i64> {ir.splat('i64', MNR, j0)}, "
-                 f"{_vconst(MNR, list(range(MNR)))}")
-    mask = ir.v(f"icmp slt <{MNR} x i64> {lanes}, {_vconst(MNR, N)}")
-    jv = ir.v(f"select <{MNR} x i1> {mask}, <{MNR} x i64> {lanes}, <{MNR} x i64> "
-              f"{_vconst(MNR, N - 1)}")  # in range: the per-column loads of the epilogue
+    bidx, j0, ncols, mask, jv = _mat_block(ir, ms, rest, NJ, MNR)
     k, (acc,), close_k = ir.loop("0", str(K), [(vt, "zeroinitializer")])
     idx = bidx + [i, j0, k]
     r = VecExpr(ir, MNR, {}, idx)
@@ -1109,25 +1120,11 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
     accs = _gep(ir, csp, "256")
     park = _gep(ir, accs, str(MDM * 256))
     arow0 = _gep(ir, park, "512")
-    lo = ir.v(f"sdiv i64 {ir.v(f'mul i64 %part, {items}')}, %nparts")
-    p1 = ir.v("add i64 %part, 1")
-    hi = ir.v(f"sdiv i64 {ir.v(f'mul i64 {p1}, {items}')}, %nparts")
+    lo, hi = _part_range(ir, items)
     it, (last,), close_it = ir.loop(lo, hi, [("i64", "-1")])
     rc = ir.v(f"urem i64 {it}, {NRC}")
     key = ir.v(f"udiv i64 {it}, {NRC}")  # (batch, block): the packed panel's
-    jb = ir.v(f"urem i64 {key}, {NJ}")
-    rest = ir.v(f"udiv i64 {key}, {NJ}")
-    bidx = [""] * nb
-    for lv in reversed(range(nb)):
-        bidx[lv] = ir.v(f"urem i64 {rest}, {ms.batch[lv]}")
-        rest = ir.v(f"udiv i64 {rest}, {ms.batch[lv]}")
-    j0 = ir.v(f"mul i64 {jb}, {MDN}")
-    ncols = ir.v(f"sub i64 {N}, {j0}")
-    lanes = ir.v(f"add <{MDN} x i64> {ir.splat('i64', MDN, j0)}, "
-                 f"{_vconst(MDN, list(range(MDN)))}")
-    mask = ir.v(f"icmp slt <{MDN} x i64> {lanes}, {_vconst(MDN, N)}")
-    jv = ir.v(f"select <{MDN} x i1> {mask}, <{MDN} x i64> {lanes}, <{MDN} x i64> "
-              f"{_vconst(MDN, N - 1)}")  # in range: the per-column loads of the epilogue
+    bidx, j0, ncols, mask, jv = _mat_block(ir, ms, key, NJ, MDN)
     # pack the block when this part's previous item had another one
     pk, pd = ir.label("pk"), ir.label("pd")
     ir.emit(f"br i1 {ir.v(f'icmp ne i64 {key}, {last}')}, label %{pk}, label %{pd}")
