@@ -460,7 +460,7 @@ class Segment:
     def __init__(self, words: dict[int, bytes], leaders: set[int]) -> None:
         import llvmlite.binding as llvm
 
-        from opmlc_runtime.native import _init, object_cache
+        from opmlc_runtime.native import _init, jit_engine, object_cache
 
         _init()
         self.words, self.leaders = words, frozenset(leaders)
@@ -474,13 +474,7 @@ class Segment:
         self.cache_hit = cached is not None
         mod = llvm.parse_assembly(ir)
         mod.verify()
-        if cached is None:
-            pb = llvm.create_pass_builder(
-                self._tm, llvm.create_pipeline_tuning_options(speed_level=OPT))
-            pb.getModulePassManager().run(mod, pb)
-        self._engine = llvm.create_mcjit_compiler(mod, self._tm)
-        self._engine.set_object_cache(save, lambda _mod: cached)
-        self._engine.finalize_object()
+        self._engine = jit_engine(llvm, mod, self._tm, OPT, cached, save)
         self.fn = _Fn(self._engine.get_function_address("seg"))
 
 

@@ -390,19 +390,13 @@ class _Jit:
         if "@sched_yield" in text:
             text += "\ndeclare i32 @sched_yield()\n"
         # the machine code is cached on disk like the kernels' (runtime/native.py)
-        from .native import object_cache
+        from .native import jit_engine, object_cache
 
         mod = llvm.parse_assembly(text)
         mod.verify()
         cached, save = object_cache(text, llvm.get_host_cpu_name(),
                                     llvm.get_host_cpu_features().flatten(), 3, target.triple)
-        if cached is None:
-            pb = llvm.create_pass_builder(
-                self.tm, llvm.create_pipeline_tuning_options(speed_level=3))
-            pb.getModulePassManager().run(mod, pb)
-        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
-        self.engine.set_object_cache(save, lambda _mod: cached)
-        self.engine.finalize_object()
+        self.engine = jit_engine(llvm, mod, self.tm, 3, cached, save)
         self.cache_hit = cached is not None
         self.fn1 = _KernelFn(self.engine.get_function_address("keccak256_pairs"))
         self.fn8 = _KernelFn(self.engine.get_function_address("keccak256_pairs_x8"))

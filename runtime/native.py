@@ -510,6 +510,19 @@ def _node_index(name: str) -> int:
         return -1
 
 
+def jit_engine(llvm, mod, tm, opt: int, cached: bytes | None, save):  # noqa: ANN001, ANN201
+    """An MCJIT engine for parsed module ``mod``, its machine code finalized: optimized at
+    ``opt`` and saved through ``save`` on a cache miss, else loaded from ``cached`` (the
+    object cache of :func:`object_cache`)."""
+    if cached is None:
+        pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=opt))
+        pb.getModulePassManager().run(mod, pb)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.set_object_cache(save, lambda _mod: cached)
+    engine.finalize_object()
+    return engine
+
+
 class _Part:
     """One compiled module: its context, target machine and engine kept alive together."""
 
@@ -522,13 +535,7 @@ class _Part:
         mod.verify()
         self.nodes = [f.name for f in mod.functions
                       if f.name.startswith("node_") and not f.is_declaration]
-        if cached is None:
-            pb = llvm.create_pass_builder(
-                self.tm, llvm.create_pipeline_tuning_options(speed_level=opt))
-            pb.getModulePassManager().run(mod, pb)
-        self.engine = llvm.create_mcjit_compiler(mod, self.tm)
-        self.engine.set_object_cache(save, lambda _mod: cached)
-        self.engine.finalize_object()
+        self.engine = jit_engine(llvm, mod, self.tm, opt, cached, save)
 
     def __del__(self) -> None:
         """The engine first, while this part still holds the context. Left to the default
@@ -538,10 +545,6 @@ class _Part:
         engine = self.__dict__.pop("engine", None)
         if engine is not None:
             engine.close()
-
-
-def _compile_part(llvm, target, cpu: str, feats: str, opt: int, text: str) -> _Part:
-    return _Part(llvm, target, cpu, feats, opt, text)
 
 
 class NativeModule:
@@ -564,7 +567,7 @@ class NativeModule:
         # from the object cache) on threads of their own: llvmlite's calls release the GIL
         with ThreadPoolExecutor(max_workers=len(texts), thread_name_prefix="opmlc-jit") as ex:
             self._parts = list(ex.map(
-                lambda t: _compile_part(llvm, target, cpu, feats, opt, t), texts))
+                lambda t: _Part(llvm, target, cpu, feats, opt, t), texts))
         self.cache_hit = all(p.cache_hit for p in self._parts)
         addr = {}
         for part in self._parts[:-1]:
