@@ -16,9 +16,9 @@ each at 1 and 2 threads (``intra_op_num_threads`` / ``native.set_threads``), the
 of --repeat runs (>= 11) after two warm-up runs: onnxruntime's back to back, a scheme's
 plain, +root and +trace round-robin (their ratios see the same load on a shared host),
 with the process CPU time of those beside the wall time; then the compile and JIT
-times (cold, cached). Then, for ResNet-50-light under int8, a per-op profile with the
-achieved GMAC/s per core of the contractions against the VNNI peak measured on this host
-(a loop of independent vpdpbusd, 64 MACs each).
+times (cold, cached). Then, for the --profile models (default ResNet-50-light) under
+int8, a per-op profile with the achieved GMAC/s per core of the contractions against the
+VNNI peak measured on this host (a loop of independent vpdpbusd, 64 MACs each).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ MODELS = {
     "squeezenet-light": "light_squeezenet",
     "vgg19-light": "light_vgg19",
     "densenet121-light": "light_densenet121",
+    "shufflenet-light": "light_shufflenet",
     "digits_cnn": ROOT / "models" / "digits_cnn.onnx",
 }
 
@@ -265,7 +266,7 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
     return r, kept
 
 
-def profile(m: api.Model, xi: dict, threads: int, peak: float | None) -> None:
+def profile(name: str, m: api.Model, xi: dict, threads: int, peak: float | None) -> None:
     prog = m.program
     native.set_threads(threads)
     runs = [prog.profile_native(xi) for _ in range(7)]
@@ -279,7 +280,7 @@ def profile(m: api.Model, xi: dict, threads: int, peak: float | None) -> None:
         bym[n["op"]] += k
     tot = sum(per)
     pk = f"{peak:.0f} GMAC/s per core (measured vpdpbusd loop)" if peak else "no VNNI"
-    print(f"\nresnet50-light int8 native profile ({threads} thread(s), sum of node medians "
+    print(f"\n{name} int8 native profile ({threads} thread(s), sum of node medians "
           f"{1000 * tot:.1f} ms; {sum(mac) / 1e9:.2f} GMAC; VNNI peak {pk}):")
     print(f"  {'op':<14} {'nodes':>5} {'ms':>8} {'%':>6} {'GMAC':>7} {'GMAC/s/core':>11} "
           f"{'% of peak':>9}")
@@ -302,11 +303,16 @@ def main() -> None:
     ap.add_argument("--schemes", default="int8,fixed")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--calib", type=int, default=8, help="calibration samples")
+    ap.add_argument("--profile", default="resnet50-light",
+                    help="models whose int8 run gets a per-op profile (comma-separated)")
     ap.add_argument("--no-profile", action="store_true")
     args = ap.parse_args()
     import logging
 
+    import onnxruntime as ort
+
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer's pre-processing advice
+    ort.set_default_logger_severity(3)  # and its sessions' unused-initializer warnings
     schemes = args.schemes.split(",")
     threads = [int(t) for t in args.threads.split(",")]
     cols = [("ort f32", "ort f32"), ("ort int8", "ort int8")]
@@ -344,11 +350,13 @@ def main() -> None:
         print(f"{'':<18}     compile / cold JIT / cached JIT, s: " + "; ".join(
             f"{s} {r[(s, 'compile')]:.2f} / {r[(s, 'jit')]:.2f} / {r[(s, 'jit cached')]:.2f}"
             for s in schemes if (s, "compile") in r), flush=True)
-    if not args.no_profile and "resnet50-light" in kept and "int8" in kept["resnet50-light"]:
-        m, xi = kept["resnet50-light"]["int8"]
-        peak = vnni_peak_gmacs()
+    wanted = [] if args.no_profile else [
+        n for n in args.profile.split(",") if "int8" in kept.get(n, {})]
+    peak = vnni_peak_gmacs() if wanted else None
+    for name in wanted:
+        m, xi = kept[name]["int8"]
         for th in threads:
-            profile(m, xi, th, peak)
+            profile(name, m, xi, th, peak)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_native import _rand, conv_graph
 
 from opmlc.backend.compile import compile_graph
-from opmlc.backend.convgen import DMR, DNR, DPBUSD_DECL, dot_plan
+from opmlc.backend.convgen import DMR, DNR, DPBUSD_DECL, DW_MARK, dot_plan
 from opmlc.ir.graph import Node, TensorType
 from opmlc.ir.ops import canonical_attrs, infer_types
 from opmlc.quantize.interp import evaluate_int, verify_int
@@ -149,7 +149,9 @@ def test_dot_conv_bit_exact(c: dict) -> None:
     g, x = _build(c)
     ref = evaluate_int(g, x)["y"]
     art = compile_graph(g)
-    assert DPBUSD_DECL in art.llvm_ir  # the dot-product kernel, not another one
+    # one input channel per group: the depthwise stencil (tests/test_native_dw.py), else
+    # the dot-product kernel
+    assert (DW_MARK if c["Cg"] == 1 else DPBUSD_DECL) in art.llvm_ir
     fused = "q.conv_rq_add" if c["rq"] and c.get("res") else "q.conv_rq" if c["rq"] else "q.conv"
     assert [n["op"] for n in art.meta["nodes"]] == [fused]
     runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (2, "1"), (2, "0"))]

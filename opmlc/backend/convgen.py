@@ -947,6 +947,196 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+# ---------------------------------------------------------------- depthwise conv
+#
+# A conv with one input channel per group (depthwise, and any conv of a one-channel x)
+# as a direct stencil, no im2col: a work item is one output plane (image n, output
+# channel m). It copies x's channel plane, x - x_zp widened to the lane type, into a
+# zero-bordered scratch plane (the padding and every column a vector reads past the
+# row: 0, so they add nothing), then every row of output runs DWL-column vectors:
+# acc = sum over the K taps of plane[oh S_h + j_h D_h][ow S_w + j_w D_w] * (w[m, j] - w_zp)
+# (a stride > 1 loads S_w DWL contiguous lanes and keeps every S_w-th), widened to i64,
+# plus bias[m], through the epilogue and stored. The lanes are i32 when every sum is
+# bounded below 2^31 (K max|x - x_zp| max|w - w_zp|: the int8 scheme), else wrapping
+# i64, the VM's own arithmetic: the bytes equal the VM's either way.
+
+DWL = 16            # output columns of one vector
+DW_MAX_K = 64       # taps unrolled at most
+DW_MAX_STRIDE = 4
+DW_MAX_PLANE = 1 << 20  # bytes of one part's scratch plane at most
+DW_MARK = "; opmlc depthwise stencil"
+
+
+@dataclass(frozen=True)
+class DwPlan:
+    """The scratch plane of :func:`gen_conv_dw` (2-D; a 1-D conv is one row)."""
+
+    wide: bool    # i64 lanes (else i32)
+    rows: int     # Hp: (OH - 1) S_h + (KH - 1) D_h + 1
+    cols: int     # Wp, the row pitch: ceil(OW / DWL) DWL S_w + (KW - 1) D_w
+    dims: tuple   # ((KH, KW), (H, W), (OH, OW), (S_h, S_w), (D_h, D_w), (P_h, P_w))
+
+    @property
+    def esz(self) -> int:
+        return 8 if self.wide else 4
+
+    @property
+    def plane_bytes(self) -> int:
+        return -(-self.rows * self.cols * self.esz // 64) * 64
+
+
+def _as_2d(sp: ConvSpec) -> tuple:
+    if len(sp.kernel_shape) == 2:
+        return (tuple(sp.kernel_shape), tuple(sp.in_shape), tuple(sp.out_shape),
+                tuple(sp.strides), tuple(sp.dilations), tuple(sp.pads))
+    return ((1, sp.kernel_shape[0]), (1, sp.in_shape[0]), (1, sp.out_shape[0]),
+            (1, sp.strides[0]), (1, sp.dilations[0]), (0, sp.pads[0]))
+
+
+def dw_plan(sp: ConvSpec) -> DwPlan | None:
+    """The stencil plan of a conv with one input channel per group, or None."""
+    if sp.in_per_group != 1 or len(sp.kernel_shape) not in (1, 2) or \
+            sp.reduction > DW_MAX_K or max(sp.strides) > DW_MAX_STRIDE or \
+            _prod(sp.out_shape) == 0:
+        return None
+    dims = _as_2d(sp)
+    (KH, KW), _, (OH, OW), (SH, SW), (DH, DW), _ = dims
+    xlo, xhi = _drange(sp.x_dtype)
+    wlo, whi = _drange(sp.w_dtype)
+    xb = max(abs(xlo - sp.x_zp), abs(xhi - sp.x_zp))
+    wb = sp.w_absmax if sp.w_absmax is not None else \
+        max(abs(wlo - sp.w_zp), abs(whi - sp.w_zp))
+    plan = DwPlan(wide=sp.reduction * xb * wb >= 1 << 31,
+                  rows=(OH - 1) * SH + (KH - 1) * DH + 1,
+                  cols=-(-OW // DWL) * DWL * SW + (KW - 1) * DW, dims=dims)
+    return plan if plan.plane_bytes <= DW_MAX_PLANE else None
+
+
+def conv_dw_scratch_bytes(dp: DwPlan) -> int:
+    """One part's scratch: the plane, DWL lanes of slack, 128 bytes to park a row end."""
+    return dp.plane_bytes + 64 * dp.esz // 4 + 128
+
+
+def gen_conv_dw(sp: ConvSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
+    """The depthwise stencil kernel of a q.conv / q.conv_rq (see the section comment)."""
+    from opmlc.backend.llvmgen import VecExpr
+
+    (KH, KW), (H, W), (OH, OW), (SH, SW), (DH, DW), (PT, PL) = dp.dims
+    N, C, G, Mg = sp.batch, sp.channels, sp.groups, sp.out_per_group
+    M, K, P, Hp, Wp = G * Mg, sp.reduction, OH * OW, dp.rows, dp.cols
+    NCH = -(-OW // DWL)
+    xsz, xsig = DTYPE_INFO[sp.x_dtype]
+    wsz, wsig = DTYPE_INFO[sp.w_dtype]
+    osz, _ = DTYPE_INFO[sp.y_dtype]
+    xty, wty, oty = f"i{8 * xsz}", f"i{8 * wsz}", f"i{8 * osz}"
+    lty = "i64" if dp.wide else "i32"
+    esz = dp.esz
+    vt = f"<{DWL} x {lty}>"
+    ir = _Ir()
+    ir.decls.add("declare void @llvm.memset.p0.i64(ptr, i8, i64, i1 immarg)")
+    ir.decls.add(f"declare <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr, i32 immarg, "
+                 f"<{DWL} x i1>, <{DWL} x {xty}>)")
+    plane = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {conv_dw_scratch_bytes(dp)}"))
+    parkp = _gep(ir, plane, str(dp.plane_bytes + 64 * esz // 4))
+    iota = _vconst(DWL, list(range(DWL)))
+    lo, hi = _part_range(ir, N * M)
+    it, _, close_it = ir.loop(lo, hi)
+    n = ir.v(f"udiv i64 {it}, {M}")
+    m = ir.v(f"urem i64 {it}, {M}")
+    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'udiv i64 {m}, {Mg}')}")
+    xc = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {ch}, {H * W * xsz}')}, "
+                                f"{sp.x_addr}"))
+    # the plane: 0 everywhere, then the rows of x - x_zp (lanes past the row: 0)
+    ir.emit(f"call void @llvm.memset.p0.i64(ptr {plane}, i8 0, i64 {dp.plane_bytes}, "
+            "i1 false)")
+    ncopy = min(W, Wp - PL)
+    if ncopy > 0 and min(H, Hp - PT) > 0:
+        ih, _, close_ih = ir.loop("0", str(min(H, Hp - PT)))
+        src = _gep(ir, xc, ir.v(f"mul i64 {ih}, {W * xsz}"))
+        r0 = ir.v(f"add i64 {ir.v(f'mul i64 {ih}, {Wp}')}, {PT * Wp + PL}")
+        dst = _gep(ir, plane, ir.v(f"mul i64 {r0}, {esz}"))
+        c, _, close_c = ir.loop("0", str(-(-ncopy // DWL)))
+        c0 = ir.v(f"mul i64 {c}, {DWL}")
+        lanes = ir.v(f"add <{DWL} x i64> {ir.splat('i64', DWL, c0)}, {iota}")
+        mask = ir.v(f"icmp slt <{DWL} x i64> {lanes}, {_vconst(DWL, ncopy)}")
+        xv = ir.v(f"call <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr "
+                  f"{_gep(ir, src, ir.v(f'mul i64 {c0}, {xsz}'))}, i32 {xsz}, <{DWL} x i1> "
+                  f"{mask}, <{DWL} x {xty}> zeroinitializer)")
+        if xsz < esz:
+            xv = ir.v(f"{_ext(xsig)} <{DWL} x {xty}> {xv} to {vt}")
+        elif xsz > esz:
+            xv = ir.v(f"trunc <{DWL} x {xty}> {xv} to {vt}")
+        if sp.x_zp:
+            xv = ir.v(f"sub {vt} {xv}, {_vconst(DWL, sp.x_zp, lty)}")
+        xv = ir.v(f"select <{DWL} x i1> {mask}, {vt} {xv}, {vt} zeroinitializer")
+        ir.emit(f"store {vt} {xv}, ptr {_gep(ir, dst, ir.v(f'mul i64 {c0}, {esz}'))}, "
+                f"align {esz}")
+        close_c()
+        close_ih()
+    # the taps' weights w[m, j] - w_zp, splat; bias[m]
+    wrow = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {m}, {K * wsz}')}, {sp.w_addr}"))
+    taps = []
+    for t in range(K):
+        wv = ir.v(f"load {wty}, ptr {_gep(ir, wrow, str(t * wsz))}, align {wsz}")
+        if wsz < esz:
+            wv = ir.v(f"{_ext(wsig)} {wty} {wv} to {lty}")
+        elif wsz > esz:
+            wv = ir.v(f"trunc {wty} {wv} to {lty}")
+        if sp.w_zp:
+            wv = ir.v(f"sub {lty} {wv}, {sp.w_zp}")
+        taps.append(ir.splat(lty, DWL, wv))
+    bias = None
+    if sp.bias_addr is not None:
+        bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+        bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
+        b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
+        if bsz < 8:
+            b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+        bias = ir.splat("i64", DWL, b)
+    nm = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {M}')}, {m}")
+    oh, _, close_oh = ir.loop("0", str(OH))
+    rowp = _gep(ir, plane, ir.v(f"mul i64 {oh}, {SH * Wp * esz}"))
+    cj, _, close_cj = ir.loop("0", str(NCH))
+    ow0 = ir.v(f"mul i64 {cj}, {DWL}")
+    colp = _gep(ir, rowp, ir.v(f"mul i64 {cj}, {DWL * SW * esz}"))
+    acc = None
+    for t in range(K):
+        jh, jw = divmod(t, KW)
+        tp = _gep(ir, colp, str((jh * DH * Wp + jw * DW) * esz))
+        if SW == 1:
+            v = ir.v(f"load {vt}, ptr {tp}, align {esz}")
+        else:
+            wt = f"<{DWL * SW} x {lty}>"
+            wide = ir.v(f"load {wt}, ptr {tp}, align {esz}")
+            v = ir.v(f"shufflevector {wt} {wide}, {wt} poison, "
+                     f"<{DWL} x i32> {_vconst(DWL, [SW * i for i in range(DWL)], 'i32')}")
+        prod = ir.v(f"mul {vt} {v}, {taps[t]}")
+        acc = prod if acc is None else ir.v(f"add {vt} {acc}, {prod}")
+    a = acc if dp.wide else ir.v(f"sext {vt} {acc} to <{DWL} x i64>")
+    if bias is not None:
+        a = ir.v(f"add <{DWL} x i64> {a}, {bias}")
+    p0 = ir.v(f"add i64 {ir.v(f'mul i64 {oh}, {OW}')}, {ow0}")
+    ncols = ir.v(f"sub i64 {OW}, {ow0}")
+    val = a
+    if sp.epilogue is not None:
+        vecs = {"acc": a}
+        if sp.res_addr is not None:
+            rmask = ir.v(f"icmp slt <{DWL} x i64> {iota}, {ir.splat('i64', DWL, ncols)}")
+            elem = ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P}')}, {p0}")
+            vecs["res"] = _load_res(ir, sp, elem, rmask, DWL)
+        val = VecExpr(ir, DWL, vecs, [m]).val(sp.epilogue)
+    if osz < 8:
+        val = ir.v(f"trunc <{DWL} x i64> {val} to <{DWL} x {oty}>")
+    ye = ir.v(f"add i64 {ir.v(f'mul i64 {nm}, {P}')}, {p0}")
+    yo = ir.v(f"add i64 {ir.v(f'mul i64 {ye}, {osz}')}, {sp.y_addr}")
+    _store_cols(ir, val, oty, osz, _gep(ir, "%base", yo), ncols, parkp, DWL)
+    close_cj()
+    close_oh()
+    close_it()
+    head = [DW_MARK, f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
 # ---------------------------------------------------------------- vector matmul
 #
 # A q.matmul / q.matmul_rq (:class:`MatSpec`) as MNR-column row strips: a work item is one
@@ -1282,6 +1472,10 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
             return text, decls, mat_dot_scratch_bytes(sp)
         text, decls = gen_matmul(sp, fname)
         return text, decls, 8 * MNR
+    wp = dw_plan(sp)
+    if wp is not None:
+        text, decls = gen_conv_dw(sp, wp, fname)
+        return text, decls, conv_dw_scratch_bytes(wp)
     dp = dot_plan(sp)
     if dp is not None:
         text, decls = gen_conv_dot(sp, dp, fname)
@@ -1296,7 +1490,8 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     return text, decls, conv_scratch_bytes(sp)
 
 
-__all__ = ["DPBUSD", "DotPlan", "FloatPlan", "MAX_PARTS", "SCRATCH", "conv_dot_scratch_bytes",
-           "conv_float_scratch_bytes", "conv_scratch_bytes", "dot_plan", "float_plan",
-           "gen_conv_dot", "gen_conv", "gen_conv_float", "gen_matmul_dot", "gen_native",
+__all__ = ["DPBUSD", "DW_MARK", "DotPlan", "DwPlan", "FloatPlan", "MAX_PARTS", "SCRATCH",
+           "conv_dot_scratch_bytes", "conv_dw_scratch_bytes", "conv_float_scratch_bytes",
+           "conv_scratch_bytes", "dot_plan", "dw_plan", "float_plan", "gen_conv_dot",
+           "gen_conv_dw", "gen_conv", "gen_conv_float", "gen_matmul_dot", "gen_native",
            "mat_dot_plan", "mat_dot_scratch_bytes", "MatDotPlan"]
