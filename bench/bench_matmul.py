@@ -2,13 +2,14 @@
 vs new (gen_matmul_dot: VNNI vpdpbusd on 4-row x 64-column register tiles over a packed
 b panel), against onnxruntime float32 on the same model, in one process at 1 thread.
 
-    .venv/bin/python bench/bench_matmul.py [--repeat 11] [--cases charlm,ffn,lm_head]
+    .venv/bin/python bench/bench_matmul.py [--repeat 11] [--cases charlm,ffn,lm_head,ffn16]
 
 Cases: charlm int8 (models/charlm.onnx, the int8 scheme's default mixed precision: the
 matmuls whose activations stay 8-bit take the new kernel), a GPT-2-small-like MLP layer
 (x[128, 768] @ W[768, 3072]), its projection back (fc2: x[128, 3072] @ W[3072, 768])
 and the lm_head (x[128, 768] @ W[768, 50257]), each a float
-ONNX MatMul quantized by opmlc's int8 scheme. Per configuration: the median over
+ONNX MatMul quantized by opmlc's int8 scheme; ffn16 and fc216 are those layers under
+``--int8-mode all`` (i16 activations: the dot-product kernel splits a into two bytes). Per configuration: the median over
 ``--repeat`` runs (after two warm-up runs) of the matmul nodes' native kernel time
 (Program.profile_native) and of the whole native run; onnxruntime's whole run (one
 MatMul for the layer cases). GMAC/s against one core's measured vpdpbusd peak.
@@ -116,15 +117,17 @@ def case(name: str) -> tuple[onnx.ModelProto, object, dict, dict]:
                       {"input_ids": data["calib"].astype(np.int64)})
         x = {"input_ids": data["X"][:1].astype(np.int64)}
         return onnx.load(str(path)), qm, x, x
+    wide = name.endswith("16")  # the int8 scheme with every activation at i16
     M, K, N = {"ffn": (128, 768, 3072), "fc2": (128, 3072, 768),
-               "lm_head": (128, 768, 50257)}[name]
+               "lm_head": (128, 768, 50257)}[name.removesuffix("16")]
     model = layer_model(M, K, N)
     rng = np.random.default_rng(1)
     calib = {"x": rng.standard_normal((4, M, K)).astype(np.float32)}
     path = ROOT / "bench" / f".bench_matmul_{name}.onnx"
     onnx.save(model, str(path))
     try:
-        qm = quantize(import_onnx(str(path)), "int8", calib)
+        qm = quantize(import_onnx(str(path)), "int8", calib,
+                      int8_mode="all" if wide else "auto")
     finally:
         path.unlink()
     x = {"x": calib["x"][0]}
@@ -134,7 +137,7 @@ def case(name: str) -> tuple[onnx.ModelProto, object, dict, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=11)
-    ap.add_argument("--cases", default="charlm,ffn,fc2,lm_head")
+    ap.add_argument("--cases", default="charlm,ffn,fc2,lm_head,ffn16,fc216")
     a = ap.parse_args()
     native.set_threads(1)
     peak = vnni_peak_gmacs()

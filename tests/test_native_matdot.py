@@ -1,9 +1,10 @@
 """The int8 dot-product matmul kernel (convgen.mat_dot_plan / gen_matmul_dot): 8-bit a
+(or 16-bit a, the int8 scheme's mixed-precision activations, as a high and a low byte)
 and b (b_zp = b's u8 -> s8 offset) summed as u8 x s8 groups of four k in i32 lanes
 (AVX-512 VNNI vpdpbusd, or the runtime's plain fallback), 4-row x 64-column register
 tiles over a packed b panel, a's zero point corrected in i64 from b's column sums.
 ref == native (VNNI and the forced fallback, 1 and 2 threads) == VM on the kernel's
-edges: K % 4, N % 64 and % 16, row tails 1..9 and past a 16-row work item, a_zp at the
+edges: K % 4, N % 64 and % 16, row tails 1..9 and past a 24-row work item, a_zp at the
 extremes, u8 / i8 operands, broadcast and per-batch b, constant or input b, bias and
 per-column requant epilogues, every product at the bound."""
 
@@ -81,14 +82,14 @@ def _check(c: dict, vm: bool = True) -> None:
 
 @st.composite
 def matdot_case(draw):
-    ad, bd = draw(st.sampled_from(["i8", "u8"])), draw(st.sampled_from(["i8", "u8"]))
-    alo, ahi = (-128, 127) if ad == "i8" else (0, 255)
+    ad, bd = draw(st.sampled_from(["i8", "u8", "i16"])), draw(st.sampled_from(["i8", "u8"]))
+    alo, ahi = {"i8": (-128, 127), "u8": (0, 255), "i16": (-32768, 32767)}[ad]
     return dict(K=draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 17, 64, 130, 259])),
                 N=draw(st.sampled_from([2, 3, 15, 16, 17, 33, 63, 64, 65, 130, 200])),
                 M=draw(st.one_of(st.integers(1, 9), st.sampled_from([15, 16, 17, 33]))),
                 batch=draw(st.sampled_from([(), (2,), (1, 2)])), ad=ad, bd=bd,
                 bbatch=draw(st.booleans()), bconst=draw(st.booleans()),
-                a_zp=draw(st.sampled_from([alo, ahi, 0, 5, -128, 127])),
+                a_zp=draw(st.sampled_from([alo, ahi, 0, 5, -128, 127, alo + 1])),
                 bias=draw(st.booleans()), rq=draw(st.sampled_from([None, "i8", "u8"])),
                 extreme=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
 
@@ -102,7 +103,9 @@ def test_dot_matmul_bit_exact(c: dict) -> None:
 
 
 @pytest.mark.parametrize("M,K,N,ad,a_zp", [(128, 768, 200, "i8", -128), (37, 771, 129, "u8", 255),
-                                           (9, 4096, 70, "i8", 127)])
+                                           (9, 4096, 70, "i8", 127),
+                                           (128, 768, 200, "i16", -32768),
+                                           (31, 4096, 65, "i16", 30001)])
 def test_dot_matmul_gpt2_like(M: int, K: int, N: int, ad: str, a_zp: int) -> None:
     """Bigger shapes (GPT-2's K, many row tiles and work items, the largest K): VNNI ==
     fallback == ref, 1 and 2 threads."""
@@ -111,9 +114,9 @@ def test_dot_matmul_gpt2_like(M: int, K: int, N: int, ad: str, a_zp: int) -> Non
 
 
 def test_mat_dot_plan_rule() -> None:
-    """8-bit a and b with b_zp at b's offset and K * 255 * 128 < 2^31 (and K <= MDK_MAX):
-    the dot kernel; a u8 b with b_zp != 128, an i8 b with b_zp != 0, 16-bit operands, too
-    large a K: the strip kernel."""
+    """8-bit a (or contiguous i16 a: two byte pseudo-rows) and 8-bit b with b_zp at b's
+    offset and K * 255 * 128 < 2^31 (and K <= MDK_MAX): the dot kernel; a u8 b with b_zp !=
+    128, an i8 b with b_zp != 0, a 16-bit b, a 32-bit a, too large a K: the strip kernel."""
     from dataclasses import replace
 
     from opmlc.backend.convgen import _DOT_BOUND, MDK_MAX
@@ -131,7 +134,11 @@ def test_mat_dot_plan_rule() -> None:
     assert mat_dot_plan(replace(ms, b_zp=1)) is None
     ub = replace(ms, b=Load("u8", ms.b.addr))
     assert mat_dot_plan(ub) is None and mat_dot_plan(replace(ub, b_zp=128)).b_flip
-    assert mat_dot_plan(replace(ms, a=Load("i16", ms.a.addr))) is None
+    assert mat_dot_plan(replace(ms, a=Load("i16", ms.a.addr))) is None  # not contiguous
+    a16 = mat_dot_plan(replace(ms, a=Load("i16", Addr(0, ((0, 14), (2, 2))))))
+    assert a16 is not None and a16.a_bytes == 2 and a16.a_flip and a16.a_zp_u8 == 32765
+    assert mat_dot_plan(replace(ms, a=Load("i32", Addr(0, ((0, 28), (2, 4)))))) is None
+    assert mat_dot_plan(replace(ms, b=Load("i16", Addr(100, ((2, 10), (1, 2)))))) is None
     assert mat_dot_plan(replace(ms, a=Load("u8", Addr(0, ((0, 7), (2, 2)))))) is None
     assert mat_dot_plan(replace(ms, red=MDK_MAX)) is not None
     assert mat_dot_plan(replace(ms, red=MDK_MAX + 1)) is None

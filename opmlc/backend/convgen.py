@@ -1237,6 +1237,10 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
 # four panel vectors against a row's four au bytes broadcast from the copy (a load, no
 # shuffle), and writes its rows through the epilogue. The panel is reused by every row of
 # the block: b is read from memory once per part and block, not once per row.
+# A 16-bit a (the int8 scheme's mixed-precision activations) is split into two bytes:
+# au = a - a_zp + AZ (AZ = a_zp + 32768, au in [0, 65535]) = 256 hi + lo, each byte a
+# pseudo-row of the copy, so sum_k au bs = 256 sum_k hi bs + sum_k lo bs, both exact in
+# i32 lanes by the same bound; a tile then holds MDM / 2 rows, the two sums joined in i64.
 # (bench/bench_matmul.py: 4 rows x 64 columns, 6 x 64 and the a copy measured; 6 x 64
 # uses 24 of the 32 zmm registers with no spill.)
 
@@ -1250,15 +1254,16 @@ MDK_MAX = 4096  # K at most (a part's scratch: K * 64 panel bytes + MDC * K a by
 class MatDotPlan:
     """How :func:`gen_matmul_dot` offsets a and b to u8 and s8 (see the section comment)."""
 
-    a_flip: bool   # a is i8: its bytes are xor 0x80 (au = a + 128)
+    a_flip: bool   # a is signed: its words are xor the sign bit (au = a + 128 or + 32768)
     b_flip: bool   # b is u8: its bytes are xor 0x80 (bs = b - 128)
-    a_zp_u8: int   # AZ = a_zp (+ 128 for i8 a)
+    a_zp_u8: int   # AZ = a_zp (+ 128 for i8 a, + 32768 for i16 a)
+    a_bytes: int = 1  # 2: a is i16, split into a high and a low byte pseudo-row
 
 
 def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
     """The dot-product parameters of a matmul description, or None (gen_matmul)."""
     nb, K = len(ms.batch), ms.red
-    if ms.a.dtype not in ("i8", "u8") or ms.b.dtype not in ("i8", "u8"):
+    if ms.a.dtype not in ("i8", "u8", "i16") or ms.b.dtype not in ("i8", "u8"):
         return None
     if K == 0 or K > MDK_MAX or K * _DOT_BOUND >= 1 << 31 or ms.a.addr.dyn or ms.b.addr.dyn:
         return None
@@ -1266,10 +1271,13 @@ def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
         return None
     ast = dict(ms.a.addr.terms)
     bst = dict(ms.b.addr.terms)
-    if (K > 1 and ast.get(nb + 2, 0) != 1) or bst.get(nb + 1, 0) != 1:
+    asz = DTYPE_INFO[ms.a.dtype][0]
+    if (K > 1 and ast.get(nb + 2, 0) != asz) or bst.get(nb + 1, 0) != 1:
         return None
-    return MatDotPlan(a_flip=ms.a.dtype == "i8", b_flip=ms.b.dtype == "u8",
-                      a_zp_u8=ms.a_zp + (128 if ms.a.dtype == "i8" else 0))
+    wide = ms.a.dtype == "i16"
+    return MatDotPlan(a_flip=ms.a.dtype != "u8", b_flip=ms.b.dtype == "u8",
+                      a_zp_u8=ms.a_zp + (32768 if wide else 128 if ms.a.dtype == "i8" else 0),
+                      a_bytes=2 if wide else 1)
 
 
 def _mat_kpad(ms: MatSpec) -> int:
@@ -1279,8 +1287,9 @@ def _mat_kpad(ms: MatSpec) -> int:
 def mat_dot_scratch_bytes(ms: MatSpec) -> int:
     """One part's scratch: the packed panel (K/4 x 256 bytes), Cs (256), a tile's i32 sums
     (MDM x 256), 512 bytes where a partial output row is parked and the item's a rows as
-    u8 (MDC x K rounded up to 64 bytes)."""
-    return _mat_kpad(ms) * MDN + 256 + MDM * 256 + 512 + MDC * _mat_ka(ms)
+    u8 (MDC x K rounded up to 64 bytes; twice that for i16 a, its two byte pseudo-rows)."""
+    split = 2 if ms.a.dtype == "i16" else 1
+    return _mat_kpad(ms) * MDN + 256 + MDM * 256 + 512 + split * MDC * _mat_ka(ms)
 
 
 def _mat_ka(ms: MatSpec) -> int:
@@ -1293,6 +1302,8 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
 
     nb, M, N, K = len(ms.batch), ms.rows, ms.cols, ms.red
     Kp, KA = _mat_kpad(ms), _mat_ka(ms)
+    S = dp.a_bytes  # pseudo-rows (bytes) per row of a
+    MR = MDM // S   # rows of a tile
     NQ, KT = K // 4, K % 4
     NJ = -(-N // MDN)
     NRC = -(-M // MDC)
@@ -1375,30 +1386,46 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
     r0 = ir.v(f"mul i64 {rc}, {MDC}")
     nr = ir.v(f"sub i64 {M}, {r0}")
     nr = ir.v(f"select i1 {ir.v(f'icmp slt i64 {nr}, {MDC}')}, i64 {nr}, i64 {MDC}")
-    # the item's a rows copied as u8 bytes (xor 0x80 for i8 a), KA bytes a row: the tiles
-    # then broadcast each group's four bytes straight from memory; bytes past K are 0
-    # (multiplied by the panel's zeros past K)
+    # the item's a rows copied as u8 bytes (xor 0x80 for i8 a), KA bytes a row (i16 a: its
+    # high then its low bytes, xor 0x8000 first, two pseudo-rows): the tiles then
+    # broadcast each group's four bytes straight from memory; bytes past K are never
+    # zero-extended into a sum (the panel's zeros past K multiply them)
+    aty = "i16" if S == 2 else "i8"
+    if S == 2:
+        ir.decls.add("declare <64 x i16> @llvm.masked.load.v64i16.p0(ptr, i32 immarg, "
+                     "<64 x i1>, <64 x i16>)")
     t, _, close_t = ir.loop("0", nr)
     src = VecExpr(ir, MDN, {}, bidx + [ir.v(f"add i64 {r0}, {t}"), "0", "0"]).ptr(ms.a.addr)
-    dst = _gep(ir, arow0, ir.v(f"mul i64 {t}, {KA}"))
+    dst = _gep(ir, arow0, ir.v(f"mul i64 {t}, {S * KA}"))
     for c in range(KA // 64):
         n = min(64, K - 64 * c)
-        p = _gep(ir, src, str(64 * c))
+        p = _gep(ir, src, str(64 * c * S))
         if n == 64:
-            x = ir.v(f"load <64 x i8>, ptr {p}, align 1")
+            x = ir.v(f"load <64 x {aty}>, ptr {p}, align 1")
         else:
             m = _vconst(64, ["true"] * n + ["false"] * (64 - n), "i1")
-            x = ir.v(f"call <64 x i8> @llvm.masked.load.v64i8.p0(ptr {p}, i32 1, <64 x i1> {m}, "
-                     "<64 x i8> zeroinitializer)")
+            x = ir.v(f"call <64 x {aty}> @llvm.masked.load.v64{aty}.p0(ptr {p}, i32 {S}, "
+                     f"<64 x i1> {m}, <64 x {aty}> zeroinitializer)")
         if dp.a_flip:
-            x = ir.v(f"xor <64 x i8> {x}, {_vconst(64, -128, 'i8')}")
-        ir.emit(f"store <64 x i8> {x}, ptr {_gep(ir, dst, str(64 * c))}, align 64")
+            x = ir.v(f"xor <64 x {aty}> {x}, {_vconst(64, -(1 << (8 * S - 1)), aty)}")
+        if S == 2:
+            hi = ir.v(f"trunc <64 x i16> {ir.v(f'lshr <64 x i16> {x}, {_vconst(64, 8, aty)}')} "
+                      "to <64 x i8>")
+            ir.emit(f"store <64 x i8> {hi}, ptr {_gep(ir, dst, str(64 * c))}, align 64")
+            x = ir.v(f"trunc <64 x i16> {x} to <64 x i8>")
+            ir.emit(f"store <64 x i8> {x}, ptr {_gep(ir, dst, str(KA + 64 * c))}, align 64")
+        else:
+            ir.emit(f"store <64 x i8> {x}, ptr {_gep(ir, dst, str(64 * c))}, align 64")
     close_t()
 
-    def tile(mr: int, r: str) -> None:
+    def tile(mr_rows: int, r: str) -> None:
         rr = ir.v(f"sub i64 {r}, {r0}")
-        arows = [_gep(ir, arow0, ir.v(f"mul i64 {ir.v(f'add i64 {rr}, {t}')}, {KA}"))
-                 for t in range(mr)]
+        # the tile's pseudo-rows: S per row of a (i16: high byte, low byte)
+        mr = mr_rows * S
+        arows = []
+        for t in range(mr):
+            row = ir.v(f"mul i64 {ir.v(f'add i64 {rr}, {t // S}')}, {S * KA}")
+            arows.append(_gep(ir, arow0, ir.v(f"add i64 {row}, {KA * (t % S)}")))
         acc = ["zeroinitializer"] * (4 * mr)
         if NQ:
             q, acc, close_q = ir.loop("0", str(NQ),
@@ -1425,11 +1452,16 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
         for n, a in enumerate(acc):
             ir.emit(f"store <16 x i32> {a}, ptr {_gep(ir, accs, str(64 * n))}, align 64")
         # the epilogue once, in a loop over the tile's rows (the sums parked in scratch)
-        t, _, close_t = ir.loop("0", str(mr))
+        t, _, close_t = ir.loop("0", str(mr_rows))
         i = ir.v(f"add i64 {r}, {t}")
-        a = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, ir.v(f'mul i64 {t}, 256'))}, "
+        a = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, ir.v(f'mul i64 {t}, {256 * S}'))}, "
                  "align 64")
         a = ir.v(f"sext <{MDN} x i32> {a} to <{MDN} x i64>")
+        if S == 2:  # 256 sum(hi bs) + sum(lo bs)
+            lo_off = ir.v(f"add i64 {ir.v(f'mul i64 {t}, 512')}, 256")
+            lo = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, lo_off)}, align 64")
+            a = ir.v(f"add <{MDN} x i64> {ir.v(f'shl <{MDN} x i64> {a}, {_vconst(MDN, 8)}')}, "
+                     f"{ir.v(f'sext <{MDN} x i32> {lo} to <{MDN} x i64>')}")
         if corr is not None:
             a = ir.v(f"sub <{MDN} x i64> {a}, {corr}")
         ex = LaneVecExpr(ir, MDN, {"acc": a}, bidx + [i, "0", "0"], nb + 1, jv)
@@ -1442,12 +1474,12 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
         _store_cols(ir, val, oty, osz, yp, ncols, park, MDN)
         close_t()
 
-    ft, _, close_f = ir.loop("0", ir.v(f"udiv i64 {nr}, {MDM}"))
-    tile(MDM, ir.v(f"add i64 {r0}, {ir.v(f'mul i64 {ft}, {MDM}')}"))
+    ft, _, close_f = ir.loop("0", ir.v(f"udiv i64 {nr}, {MR}"))
+    tile(MR, ir.v(f"add i64 {r0}, {ir.v(f'mul i64 {ft}, {MR}')}"))
     close_f()
-    rem = ir.v(f"urem i64 {nr}, {MDM}")
+    rem = ir.v(f"urem i64 {nr}, {MR}")
     rt = ir.v(f"sub i64 {ir.v(f'add i64 {r0}, {nr}')}, {rem}")
-    for mr in range(1, MDM):
+    for mr in range(1, MR):
         yes, no = ir.label("rm"), ir.label("rn")
         ir.emit(f"br i1 {ir.v(f'icmp eq i64 {rem}, {mr}')}, label %{yes}, label %{no}")
         ir.lines.append(f"{yes}:")
