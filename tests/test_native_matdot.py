@@ -1,6 +1,7 @@
 """The int8 dot-product matmul kernel (convgen.mat_dot_plan / gen_matmul_dot): 8-bit a
 (or 16-bit a, the int8 scheme's mixed-precision activations, as a high and a low byte)
-and b (b_zp = b's u8 -> s8 offset) summed as u8 x s8 groups of four k in i32 lanes
+and b (any b_zp: off b's u8 -> s8 offset, a's row sums correct it) summed as u8 x s8
+groups of four k in i32 lanes
 (AVX-512 VNNI vpdpbusd, or the runtime's plain fallback), 4-row x 64-column register
 tiles over a packed b panel, a's zero point corrected in i64 from b's column sums.
 ref == native (VNNI and the forced fallback, 1 and 2 threads) == VM on the kernel's
@@ -46,7 +47,7 @@ def _graph(c: dict):
         g.consts["bias"] = _rand(rng, "i32", (c["N"],))
         g.types["bias"] = TensorType.of(g.consts["bias"])
         args.append("bias")
-    b_zp = 128 if c["bd"] == "u8" else 0
+    b_zp = c.get("b_zp", 128 if c["bd"] == "u8" else 0)
     ma = canonical_attrs("q.matmul", {"a_zp": c["a_zp"], "b_zp": b_zp})
     out = "acc" if c["rq"] else "y"
     g.types[out] = infer_types("q.matmul", [g.types[n] for n in args], ma)[0]
@@ -84,10 +85,12 @@ def _check(c: dict, vm: bool = True) -> None:
 def matdot_case(draw):
     ad, bd = draw(st.sampled_from(["i8", "u8", "i16"])), draw(st.sampled_from(["i8", "u8"]))
     alo, ahi = {"i8": (-128, 127), "u8": (0, 255), "i16": (-32768, 32767)}[ad]
+    off = 128 if bd == "u8" else 0  # b's offset (symmetric weights), or any zero point
+    b_zp = draw(st.sampled_from([off, off, off - 128, off + 127, off + 5]))
     return dict(K=draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 17, 64, 130, 259])),
                 N=draw(st.sampled_from([2, 3, 15, 16, 17, 33, 63, 64, 65, 130, 200])),
                 M=draw(st.one_of(st.integers(1, 9), st.sampled_from([15, 16, 17, 33]))),
-                batch=draw(st.sampled_from([(), (2,), (1, 2)])), ad=ad, bd=bd,
+                batch=draw(st.sampled_from([(), (2,), (1, 2)])), ad=ad, bd=bd, b_zp=b_zp,
                 bbatch=draw(st.booleans()), bconst=draw(st.booleans()),
                 a_zp=draw(st.sampled_from([alo, ahi, 0, 5, -128, 127, alo + 1])),
                 bias=draw(st.booleans()), rq=draw(st.sampled_from([None, "i8", "u8"])),
@@ -114,9 +117,9 @@ def test_dot_matmul_gpt2_like(M: int, K: int, N: int, ad: str, a_zp: int) -> Non
 
 
 def test_mat_dot_plan_rule() -> None:
-    """8-bit a (or contiguous i16 a: two byte pseudo-rows) and 8-bit b with b_zp at b's
-    offset and K * 255 * 128 < 2^31 (and K <= MDK_MAX): the dot kernel; a u8 b with b_zp !=
-    128, an i8 b with b_zp != 0, a 16-bit b, a 32-bit a, too large a K: the strip kernel."""
+    """8-bit a (or contiguous i16 a: two byte pseudo-rows) and 8-bit b (any zero point: BZ
+    = b_zp - b's offset) and K * 255 * 128 < 2^31 (and K <= MDK_MAX): the dot kernel; a
+    16-bit b, a 32-bit a, a strided a, too large a K: the strip kernel."""
     from dataclasses import replace
 
     from opmlc.backend.convgen import _DOT_BOUND, MDK_MAX
@@ -131,9 +134,9 @@ def test_mat_dot_plan_rule() -> None:
     ms = MatSpec(**ms_args)
     p = mat_dot_plan(ms)
     assert p is not None and p.a_flip and not p.b_flip and p.a_zp_u8 == 125
-    assert mat_dot_plan(replace(ms, b_zp=1)) is None
+    assert p.b_zp_s8 == 0 and mat_dot_plan(replace(ms, b_zp=1)).b_zp_s8 == 1
     ub = replace(ms, b=Load("u8", ms.b.addr))
-    assert mat_dot_plan(ub) is None and mat_dot_plan(replace(ub, b_zp=128)).b_flip
+    assert mat_dot_plan(ub).b_zp_s8 == -128 and mat_dot_plan(replace(ub, b_zp=128)).b_flip
     assert mat_dot_plan(replace(ms, a=Load("i16", ms.a.addr))) is None  # not contiguous
     a16 = mat_dot_plan(replace(ms, a=Load("i16", Addr(0, ((0, 14), (2, 2))))))
     assert a16 is not None and a16.a_bytes == 2 and a16.a_flip and a16.a_zp_u8 == 32765

@@ -1241,6 +1241,9 @@ def gen_matmul(ms: MatSpec, fname: str) -> tuple[str, set[str]]:
 # au = a - a_zp + AZ (AZ = a_zp + 32768, au in [0, 65535]) = 256 hi + lo, each byte a
 # pseudo-row of the copy, so sum_k au bs = 256 sum_k hi bs + sum_k lo bs, both exact in
 # i32 lanes by the same bound; a tile then holds MDM / 2 rows, the two sums joined in i64.
+# A b zero point off b's offset (an activation b: attention's scores and context) adds
+# BZ = b_zp - WS: sum_k (a - a_zp)(b - b_zp) = sum_k au bs - AZ Cs[j] - BZ Ra[i] with
+# Ra[i] = sum_k (a[i, k] - a_zp), each row's sum taken while its copy is made.
 # (bench/bench_matmul.py: 4 rows x 64 columns, 6 x 64 and the a copy measured; 6 x 64
 # uses 24 of the 32 zmm registers with no spill.)
 
@@ -1258,6 +1261,7 @@ class MatDotPlan:
     b_flip: bool   # b is u8: its bytes are xor 0x80 (bs = b - 128)
     a_zp_u8: int   # AZ = a_zp (+ 128 for i8 a, + 32768 for i16 a)
     a_bytes: int = 1  # 2: a is i16, split into a high and a low byte pseudo-row
+    b_zp_s8: int = 0  # BZ = b_zp - (128 for u8 b): nonzero, the rows' sums correct it
 
 
 def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
@@ -1267,8 +1271,6 @@ def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
         return None
     if K == 0 or K > MDK_MAX or K * _DOT_BOUND >= 1 << 31 or ms.a.addr.dyn or ms.b.addr.dyn:
         return None
-    if ms.b_zp != (128 if ms.b.dtype == "u8" else 0):
-        return None
     ast = dict(ms.a.addr.terms)
     bst = dict(ms.b.addr.terms)
     asz = DTYPE_INFO[ms.a.dtype][0]
@@ -1277,7 +1279,11 @@ def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
     wide = ms.a.dtype == "i16"
     return MatDotPlan(a_flip=ms.a.dtype != "u8", b_flip=ms.b.dtype == "u8",
                       a_zp_u8=ms.a_zp + (32768 if wide else 128 if ms.a.dtype == "i8" else 0),
-                      a_bytes=2 if wide else 1)
+                      a_bytes=2 if wide else 1, b_zp_s8=_mat_bz(ms))
+
+
+def _mat_bz(ms: MatSpec) -> int:
+    return ms.b_zp - (128 if ms.b.dtype == "u8" else 0)
 
 
 def _mat_kpad(ms: MatSpec) -> int:
@@ -1287,9 +1293,11 @@ def _mat_kpad(ms: MatSpec) -> int:
 def mat_dot_scratch_bytes(ms: MatSpec) -> int:
     """One part's scratch: the packed panel (K/4 x 256 bytes), Cs (256), a tile's i32 sums
     (MDM x 256), 512 bytes where a partial output row is parked and the item's a rows as
-    u8 (MDC x K rounded up to 64 bytes; twice that for i16 a, its two byte pseudo-rows)."""
+    u8 (MDC x K rounded up to 64 bytes; twice that for i16 a, its two byte pseudo-rows),
+    then, when BZ != 0, the rows' sums (MDC x i64)."""
     split = 2 if ms.a.dtype == "i16" else 1
-    return _mat_kpad(ms) * MDN + 256 + MDM * 256 + 512 + split * MDC * _mat_ka(ms)
+    return _mat_kpad(ms) * MDN + 256 + MDM * 256 + 512 + split * MDC * _mat_ka(ms) + \
+        (8 * MDC if _mat_bz(ms) else 0)
 
 
 def _mat_ka(ms: MatSpec) -> int:
@@ -1394,9 +1402,18 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
     if S == 2:
         ir.decls.add("declare <64 x i16> @llvm.masked.load.v64i16.p0(ptr, i32 immarg, "
                      "<64 x i1>, <64 x i16>)")
+    BZ = dp.b_zp_s8
+    ras = _gep(ir, arow0, str(S * MDC * KA))  # BZ != 0: Ra[i] - K AZ, i64 a row
     t, _, close_t = ir.loop("0", nr)
     src = VecExpr(ir, MDN, {}, bidx + [ir.v(f"add i64 {r0}, {t}"), "0", "0"]).ptr(ms.a.addr)
     dst = _gep(ir, arow0, ir.v(f"mul i64 {t}, {S * KA}"))
+    sums = ["zeroinitializer"] * S  # BZ != 0: the stored bytes' sums (hi, lo), i32 lanes
+    ones = _splat_bytes(ir, str(0x01010101)) if BZ else None
+
+    def rowsum(k: int, x: str) -> None:
+        sums[k] = ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {sums[k]}, <64 x i8> {x}, "
+                       f"<64 x i8> {ones})")
+
     for c in range(KA // 64):
         n = min(64, K - 64 * c)
         p = _gep(ir, src, str(64 * c * S))
@@ -1408,14 +1425,28 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
                      f"<64 x i1> {m}, <64 x {aty}> zeroinitializer)")
         if dp.a_flip:
             x = ir.v(f"xor <64 x {aty}> {x}, {_vconst(64, -(1 << (8 * S - 1)), aty)}")
+        if BZ and n < 64:  # the row sums count no word past K
+            x = ir.v(f"select <64 x i1> {m}, <64 x {aty}> {x}, <64 x {aty}> zeroinitializer")
         if S == 2:
             hi = ir.v(f"trunc <64 x i16> {ir.v(f'lshr <64 x i16> {x}, {_vconst(64, 8, aty)}')} "
                       "to <64 x i8>")
             ir.emit(f"store <64 x i8> {hi}, ptr {_gep(ir, dst, str(64 * c))}, align 64")
             x = ir.v(f"trunc <64 x i16> {x} to <64 x i8>")
             ir.emit(f"store <64 x i8> {x}, ptr {_gep(ir, dst, str(KA + 64 * c))}, align 64")
+            if BZ:
+                rowsum(0, hi)
+                rowsum(1, x)
         else:
             ir.emit(f"store <64 x i8> {x}, ptr {_gep(ir, dst, str(64 * c))}, align 64")
+            if BZ:
+                rowsum(0, x)
+    if BZ:
+        ir.decls.add("declare i32 @llvm.vector.reduce.add.v16i32(<16 x i32>)")
+        tot = [ir.v(f"sext i32 {ir.v(f'call i32 @llvm.vector.reduce.add.v16i32(<16 x i32> {v})')} "
+                    "to i64") for v in sums]
+        ra = tot[0] if S == 1 else ir.v(f"add i64 {ir.v(f'shl i64 {tot[0]}, 8')}, {tot[1]}")
+        ra = ir.v(f"sub i64 {ra}, {K * dp.a_zp_u8}")
+        ir.emit(f"store i64 {ra}, ptr {_gep(ir, ras, ir.v(f'mul i64 {t}, 8'))}, align 8")
     close_t()
 
     def tile(mr_rows: int, r: str) -> None:
@@ -1464,6 +1495,11 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
                      f"{ir.v(f'sext <{MDN} x i32> {lo} to <{MDN} x i64>')}")
         if corr is not None:
             a = ir.v(f"sub <{MDN} x i64> {a}, {corr}")
+        if BZ:
+            ro = ir.v(f"mul i64 {ir.v(f'add i64 {rr}, {t}')}, 8")
+            rt = ir.v(f"load i64, ptr {_gep(ir, ras, ro)}, align 8")
+            bzr = ir.splat("i64", MDN, ir.v(f"mul i64 {rt}, {BZ}"))
+            a = ir.v(f"sub <{MDN} x i64> {a}, {bzr}")
         ex = LaneVecExpr(ir, MDN, {"acc": a}, bidx + [i, "0", "0"], nb + 1, jv)
         a = ir.v(f"add <{MDN} x i64> {a}, {ex.lit(ex.val(ms.init))}")
         ex.vecs["acc"] = a
