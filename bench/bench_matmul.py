@@ -4,12 +4,13 @@ b panel), against onnxruntime float32 on the same model, in one process at 1 thr
 
     .venv/bin/python bench/bench_matmul.py [--repeat 11] [--cases charlm,ffn,lm_head,ffn16]
 
-Cases: charlm int8 (models/charlm.onnx, the int8 scheme's default mixed precision: the
-matmuls whose activations stay 8-bit take the new kernel), a GPT-2-small-like MLP layer
-(x[128, 768] @ W[768, 3072]), its projection back (fc2: x[128, 3072] @ W[3072, 768])
-and the lm_head (x[128, 768] @ W[768, 50257]), each a float
-ONNX MatMul quantized by opmlc's int8 scheme; ffn16 and fc216 are those layers under
-``--int8-mode all`` (i16 activations: the dot-product kernel splits a into two bytes). Per configuration: the median over
+Cases: charlm int8 (models/charlm.onnx, the int8 scheme's default mixed precision: 8-bit
+and 16-bit activations, attention's activation x activation matmuls), a GPT-2-small-like
+MLP layer (x[128, 768] @ W[768, 3072]), its projection back (fc2: x[128, 3072] @
+W[3072, 768]) and the lm_head (x[128, 768] @ W[768, 50257]), each a float ONNX MatMul
+quantized by opmlc's int8 scheme; ffn16 and fc216 are those layers under ``--int8-mode
+all`` (i16 activations: the dot-product kernel splits a into two bytes). Per
+configuration: the median over
 ``--repeat`` runs (after two warm-up runs) of the matmul nodes' native kernel time
 (Program.profile_native) and of the whole native run; onnxruntime's whole run (one
 MatMul for the layer cases). GMAC/s against one core's measured vpdpbusd peak.

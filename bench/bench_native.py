@@ -9,8 +9,9 @@ which also calibrates both quantizers; the timed input is the first sample):
 * onnxruntime float32, and onnxruntime int8: the same model quantized by
   ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel s8 weights, u8
   activations) calibrated on those samples;
-* opmlc native under each scheme: plain (no root), ``commit=True`` (the final state
-  root) and ``trace=True`` (S0 and every node root);
+* opmlc native under each scheme (``int8``, ``fixed``, and ``fixed16``: the fixed scheme
+  with i16 activations, ``--act-dtype i16``): plain (no root), ``commit=True`` (the final
+  state root) and ``trace=True`` (S0 and every node root);
 
 each at 1 and 2 threads (``intra_op_num_threads`` / ``native.set_threads``), the median
 of --repeat runs (>= 11) after two warm-up runs: onnxruntime's back to back, a scheme's
@@ -51,6 +52,10 @@ MODELS = {
     "shufflenet-light": "light_shufflenet",
     "digits_cnn": ROOT / "models" / "digits_cnn.onnx",
 }
+
+
+SCHEMES = {"int8": {"scheme": "int8"}, "fixed": {"scheme": "fixed"},
+           "fixed16": {"scheme": "fixed", "act_dtype": "i16"}}  # --schemes: compile options
 
 
 def load_model(name: str) -> onnx.ModelProto:
@@ -218,7 +223,7 @@ def bench_model(name: str, schemes: list[str], threads: list[int], repeat: int,
     for scheme in schemes:
         t = time.perf_counter()
         try:
-            m = api.Model(api.compile(model, scheme=scheme, calibration=calib))
+            m = api.Model(api.compile(model, calibration=calib, **SCHEMES[scheme]))
         except Exception as e:  # noqa: BLE001 - report and go on
             print(f"  {name}: opmlc {scheme} failed: {type(e).__name__}: {e}")
             continue
@@ -300,7 +305,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=11)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--schemes", default="int8,fixed")
+    ap.add_argument("--schemes", default="int8,fixed,fixed16")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--calib", type=int, default=8, help="calibration samples")
     ap.add_argument("--profile", default="resnet50-light",

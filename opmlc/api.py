@@ -111,7 +111,8 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
             output: str | Path | None = None, include_ir: bool = True,
             progress: Callable[[str], None] | None = None, fuse: bool = True,
             generate: int | None = None, context: int | None = None,
-            sample: str | dict | None = None, int8_mode: str | None = None) -> Artifact:
+            sample: str | dict | None = None, int8_mode: str | None = None,
+            act_dtype: str | None = None) -> Artifact:
     """Compile ``model`` (ONNX path or ModelProto, a float IR Graph, or a QuantizedModel)
     to an artifact; write it to ``output`` if given. ``fuse``: fuse contraction + requant
     (+ clamp) chains into one node (recorded in the artifact's options).
@@ -123,7 +124,8 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
     length is symbolic. ``Model.run({ids: prompt})`` then returns ``tokens``.
 
     ``int8_mode``: the int8 scheme's mixed precision (``opmlc.quantize.mixed``; default
-    ``auto``), recorded in the options when given."""
+    ``auto``), recorded in the options when given. ``act_dtype``: the fixed scheme's
+    activation word (``i32``, the default, or ``i16``: spec/QUANT.md), recorded when given."""
     from opmlc.backend.compile import compile_graph
     from opmlc.ir.graph import Graph
     from opmlc.ir.text import print_graph
@@ -152,6 +154,8 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
                                if calibration else None, "fuse": bool(fuse)}
     if int8_mode is not None:
         options["int8_mode"] = int8_mode
+    if act_dtype is not None:
+        options["act_dtype"] = act_dtype
     if isinstance(model, QuantizedModel):
         qm, source = model, hashlib.sha256(print_graph(model.graph).encode()).hexdigest()
         options["scheme"] = qm.scheme
@@ -173,7 +177,8 @@ def compile(model: Any, *, scheme: str = "fixed",  # noqa: A001 - the public nam
         say(f"quantizing {len(g.nodes)} float IR nodes ({scheme}; calibrating on "
             + ("the given inputs)" if calibration else "synthetic inputs)"))
         qm = quantize(g, scheme, calibration, progress=say,
-                      **({"int8_mode": int8_mode} if int8_mode else {}))
+                      **({"int8_mode": int8_mode} if int8_mode else {}),
+                      **({"fixed_act": act_dtype} if act_dtype else {}))
         say(f"quantized: {len(qm.graph.nodes)} integer IR nodes")
     if generate is not None:
         from opmlc.quantize.generate import Sampling, unroll

@@ -71,10 +71,18 @@ def add_int8_mode_arg(p: argparse.ArgumentParser) -> None:
                         "(SmoothQuant first); see opmlc/quantize/mixed.py")
 
 
+def add_act_dtype_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--act-dtype", choices=("i32", "i16"),
+                   help="--scheme fixed: the activation word: i32 (default; 24 significant "
+                        "bits) or i16 (13 bits and 8x headroom: half the activation memory "
+                        "and hashing, a coarser grid); see spec/QUANT.md")
+
+
 def args_quantize_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX model file")
     p.add_argument("--scheme", choices=SCHEMES, default="fixed")
     add_int8_mode_arg(p)
+    add_act_dtype_arg(p)
     add_calibrate_arg(p, "calibration inputs (arrays by input name); synthetic if omitted")
     add_shape_arg(p)
 
@@ -85,7 +93,7 @@ def cmd_quantize_report(args: argparse.Namespace) -> int:
 
     g = import_onnx(args.model, parse_shape_flags(args.shape))
     print(quantize_report(g, load_calibration(args.calibrate), args.scheme,
-                          int8_mode=args.int8_mode), end="")
+                          int8_mode=args.int8_mode, act_dtype=args.act_dtype), end="")
     return 0
 
 
@@ -97,6 +105,7 @@ def args_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output .opvm file")
     p.add_argument("--scheme", choices=SCHEMES, default="fixed")
     add_int8_mode_arg(p)
+    add_act_dtype_arg(p)
     add_calibrate_arg(p, "calibration inputs by name")
     add_shape_arg(p)
     p.add_argument("--no-ir", action="store_true", help="do not embed the integer IR text")
@@ -126,7 +135,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                         calibration=load_calibration(args.calibrate),
                         shapes=parse_shape_flags(args.shape), include_ir=not args.no_ir,
                         progress=say, fuse=not args.no_fuse, generate=args.generate,
-                        context=args.context, sample=args.sample, int8_mode=args.int8_mode)
+                        context=args.context, sample=args.sample, int8_mode=args.int8_mode,
+                        act_dtype=args.act_dtype)
     write_file(args.output, art.to_bytes())
     m = art.meta
     say(f"wrote {args.output}: {len(m['nodes'])} nodes, {m['total_steps']} VM steps, "

@@ -3,7 +3,9 @@
 A quantized value ``q`` of a real tensor ``x`` satisfies ``x ~= (q - zero_point) * scale``.
 Scheme ``fixed``: ``scale = 2^-frac_bits``, zero point 0, activations ``i32`` holding
 nominally ``act_bits`` significant bits (the calibrated absmax maps below
-``2^(act_bits-1)``, the rest of the word is headroom), weights ``i16``.
+``2^(act_bits-1)``, the rest of the word is headroom), weights ``i16``; with
+``act_dtype="i16"`` the activations are ``i16`` words of FIXED_ACT_BITS["i16"] = 13 bits
+(3 bits, 8x, of headroom).
 Scheme ``int8``: activations ``i8`` with an affine (scale, zero point) from the
 calibrated [min, max] (widened to contain 0), weights ``i8`` symmetric per output channel.
 """
@@ -20,6 +22,7 @@ from opmlc_runtime import edge
 TINY = 1e-12
 FRAC_CLAMP = (-120, 60)  # fixed scheme: frac bits are clamped to this range
 WIDE_HEADROOM = 2.0  # int8 scheme: a 16-bit activation's range is the calibrated one x 2
+FIXED_ACT_BITS = {"i32": 24, "i16": 13}  # fixed scheme: significant bits per activation word
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,14 @@ class FixedPolicy:
     """Power-of-two scales: frac_bits = floor(log2((2^(bits-1) - 1) / absmax))."""
 
     name = "fixed"
-    act_dtype = "i32"
 
-    def __init__(self, act_bits: int = 24, weight_bits: int = 16) -> None:
+    def __init__(self, act_bits: int = 24, weight_bits: int = 16,
+                 act_dtype: str = "i32") -> None:
+        if act_dtype not in FIXED_ACT_BITS:
+            raise ValueError(f"fixed scheme activations are i32 or i16, not {act_dtype!r}")
         self.act_bits = act_bits
         self.weight_bits = weight_bits
+        self.act_dtype = act_dtype
 
     @staticmethod
     def _frac(absmax: float, bits: int) -> int:
@@ -65,7 +71,7 @@ class FixedPolicy:
 
     def act(self, lo: float, hi: float) -> QParams:
         f = self._frac(max(abs(lo), abs(hi)), self.act_bits)
-        return QParams("i32", 2.0 ** -f, 0, f)
+        return QParams(self.act_dtype, 2.0 ** -f, 0, f)
 
     def act_of(self, name: str, lo: float, hi: float) -> QParams:
         """The params of float value ``name`` with range [lo, hi] (one width for all)."""
@@ -154,4 +160,4 @@ def bits_of(x: float) -> int:
     return max(1, math.ceil(math.log2(max(float(x), 1.0) + 1)))
 
 
-__all__ = ["QParams", "FixedPolicy", "Int8Policy", "mult_shift", "bits_of"]
+__all__ = ["FIXED_ACT_BITS", "QParams", "FixedPolicy", "Int8Policy", "mult_shift", "bits_of"]

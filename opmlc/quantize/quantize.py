@@ -26,7 +26,14 @@ from opmlc.ir.interp import evaluate
 from opmlc.ir.ops import OPS, Group, canonical_attrs, infer_types, resize_axis_taps
 from opmlc.quantize.masks import fold_masks, is_mask
 from opmlc.quantize.mixed import INT8_DEFAULT, prepare_int8
-from opmlc.quantize.params import FixedPolicy, Int8Policy, QParams, bits_of, mult_shift
+from opmlc.quantize.params import (
+    FIXED_ACT_BITS,
+    FixedPolicy,
+    Int8Policy,
+    QParams,
+    bits_of,
+    mult_shift,
+)
 from opmlc_runtime.dtypes import int_range
 
 PROGRESS_MIN_NODES = 50  # graphs with at least this many nodes report progress
@@ -1136,6 +1143,7 @@ def _dispatch(op: str) -> Callable[[_Q, Node], None]:
 def quantize(graph: Graph, scheme: str = "fixed",
              calibration: dict[str, np.ndarray] | None = None, *, act_bits: int = 24,
              n_synth: int = 4, seed: int = 0, int8_mode: str = INT8_DEFAULT,
+             fixed_act: str = "i32",
              progress: Callable[[str], None] | None = None) -> QuantizedModel:
     """Rewrite float graph ``graph`` into an integer graph under ``scheme`` (``fixed``|``int8``).
 
@@ -1144,14 +1152,25 @@ def quantize(graph: Graph, scheme: str = "fixed",
     (standard normal floats, ids uniform over the table they index) are used.
     ``int8_mode``: which activations the int8 scheme keeps at 16 bits (and whether it
     smooths first), :mod:`opmlc.quantize.mixed`; ignored by ``fixed`` and QDQ models.
+    ``fixed_act``: the fixed scheme's activation word, ``i32`` (``act_bits`` significant
+    bits) or ``i16`` (13 significant bits, 8x headroom: half the memory and hashing, a
+    coarser grid); the int8 scheme refuses anything but the default.
     ``progress``: lines on the calibration samples and every tenth of the nodes (graphs of
     at least PROGRESS_MIN_NODES nodes).
     """
     qdq = any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes)
     if qdq:
         scheme = "int8"  # a QDQ model: its own int8 params, int8 rules for the rest
+    if fixed_act not in FIXED_ACT_BITS:
+        raise QuantizeError(f"fixed-scheme activations are one of {sorted(FIXED_ACT_BITS)}, "
+                            f"not {fixed_act!r}")
+    if fixed_act != "i32" and scheme != "fixed":
+        raise QuantizeError(f"--act-dtype {fixed_act} applies to the fixed scheme, not "
+                            f"{scheme!r}" + (" (this is a QDQ model: its own int8 params)"
+                                             if qdq else ""))
     if scheme == "fixed":
-        pol: FixedPolicy | Int8Policy = FixedPolicy(act_bits)
+        pol: FixedPolicy | Int8Policy = FixedPolicy(
+            act_bits if fixed_act == "i32" else FIXED_ACT_BITS[fixed_act], act_dtype=fixed_act)
     elif scheme == "int8":
         pol = Int8Policy()
     else:

@@ -63,10 +63,12 @@ def degenerate(p: QParams, absmax: float) -> str:
 
 def quantize_report(graph: Graph, calibration: dict[str, np.ndarray] | None = None,
                     scheme: str = "fixed", max_samples: int = 16,
-                    int8_mode: str | None = None) -> str:
+                    int8_mode: str | None = None, act_dtype: str | None = None) -> str:
     """Quantize ``graph`` with ``calibration`` and tabulate per-layer errors (text);
-    ``int8_mode``: the int8 scheme's mixed precision (``opmlc.quantize.mixed``)."""
-    qm = quantize(graph, scheme, calibration, **({"int8_mode": int8_mode} if int8_mode else {}))
+    ``int8_mode``: the int8 scheme's mixed precision (``opmlc.quantize.mixed``);
+    ``act_dtype``: the fixed scheme's activation word."""
+    qm = quantize(graph, scheme, calibration, **({"int8_mode": int8_mode} if int8_mode else {}),
+                  **({"fixed_act": act_dtype} if act_dtype else {}))
     samples = calibration_samples(graph, calibration, 4, seed=1)[:max_samples]
     rows = layer_errors(qm, graph, samples)
     wide = sum(1 for _, p in qm.params.values() if p is not None and p.dtype == "i16"
