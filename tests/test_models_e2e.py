@@ -119,7 +119,9 @@ def _light_case(name: str, scheme: str) -> tuple[api.Model, dict[str, np.ndarray
 
     t0 = time.perf_counter()
     g = import_onnx(randomize_light(LIGHT / f"light_{name}.onnx"))
-    qm = quantize(g, scheme, n_synth=1)
+    # "fixed16": the fixed scheme with i16 activations (--act-dtype i16)
+    qm = quantize(g, scheme.removesuffix("16"), n_synth=1,
+                  fixed_act="i16" if scheme == "fixed16" else "i32")
     t1 = time.perf_counter()
     m = api.Model(api.compile(qm))
     t2 = time.perf_counter()
@@ -130,9 +132,10 @@ def _light_case(name: str, scheme: str) -> tuple[api.Model, dict[str, np.ndarray
     return m, x, {"quantize": t1 - t0, "backend": t2 - t1, "jit": t3 - t2}
 
 
-# (model, scheme): the fixed scheme on all nine, int8 on three
+# (model, scheme): the fixed scheme on all nine, int8 and fixed16 on three
 LIGHT_CASES = [(n, "fixed") for n in LIGHT_NAMES] + [
-    ("squeezenet", "int8"), ("resnet50", "int8"), ("shufflenet", "int8")]
+    ("squeezenet", "int8"), ("resnet50", "int8"), ("shufflenet", "int8"),
+    ("squeezenet", "fixed16"), ("resnet50", "fixed16"), ("shufflenet", "fixed16")]
 
 
 @pytest.mark.slow

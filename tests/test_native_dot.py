@@ -290,3 +290,72 @@ def test_conv_rq_add_every_kernel(xd: str, res_a: bool, clamp: bool) -> None:
     vm = Program(art).run(x, "vm", trace=True)
     np.testing.assert_array_equal(vm.outputs["y"], ref)
     assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+
+
+@st.composite
+def dot16_case(draw):
+    """i16 x and w (the fixed scheme's --act-dtype i16 against its weights), Cg >= 2 (one
+    channel per group is the depthwise stencil's)."""
+    nd = draw(st.integers(1, 2))
+    kern = [draw(st.integers(1, 3)) for _ in range(nd)]
+    s = [draw(st.integers(1, 2)) for _ in range(nd)]
+    d = [draw(st.integers(1, 2)) for _ in range(nd)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * nd)]
+    H = [max(draw(st.integers(1, 9 if nd == 2 else 40)),
+             d[i] * (kern[i] - 1) + 1 - pads[i] - pads[nd + i]) for i in range(nd)]
+    return dict(nd=nd, N=draw(st.integers(1, 2)), G=draw(st.integers(1, 3)),
+                Cg=draw(st.sampled_from([2, 3, 5, 16, 17, 33])),
+                Mg=draw(st.sampled_from([1, 3, 7, 8, 9, 17, 33])), kern=kern, s=s, d=d,
+                pads=pads, H=H, xd="i16", wd="i16",
+                x_zp=draw(st.sampled_from([0, 0, -32768, 32767, 5])),
+                w_zp=draw(st.sampled_from([0, 0, -32768, 32767, -1])),
+                bias=draw(st.sampled_from([None, "i32", "i64"])),
+                rq=draw(st.sampled_from([None, "i16", "i8", "clamp"])),
+                res=draw(st.sampled_from([None, "a", "b+clamp"])),
+                extreme=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(c=dot16_case())
+def test_dot16_conv_bit_exact(c: dict) -> None:
+    """Random i16 q.conv / q.conv_rq on the 16-bit dot-product kernel (x and w split into
+    bytes, gen_conv_dot16): ref == native with VNNI (1 and 2 threads) == the plain fallback
+    == the VM, every root the same; extreme inputs put every partial sum at its bound."""
+    from opmlc.backend.convgen import dot16_plan  # noqa: F401 - the kernel under test
+
+    g, x = _build(c)
+    ref = evaluate_int(g, x)["y"]
+    art = compile_graph(g)
+    assert DPBUSD_DECL in art.llvm_ir and "ashr <32 x i16>" in art.llvm_ir  # the split
+    runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (2, "1"), (2, "0"))]
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], ref)
+        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
+    if art.meta["total_steps"] < 3_000_000:
+        vm = Program(art).run(x, "vm", trace=True)
+        np.testing.assert_array_equal(vm.outputs["y"], ref)
+        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+
+
+def test_dot16_plan_rule() -> None:
+    """i16 x and i16 constant w with 2 K 255 * 128 < 2^31 and the group's split weights
+    within D16_MAX_W: the 16-bit kernel; 8-bit or i32 operands or unknown weights: not."""
+    from dataclasses import replace
+
+    from opmlc.backend.convgen import D16_MAX_W, dot16_plan
+    from test_native_float import _sp
+
+    sp = replace(_sp("i16", 0, 32767, Cg=4, Mg=4), w_dtype="i16", w_rowsum=(1, 2, 3, 4))
+    p = dot16_plan(sp)
+    assert p is not None and p.x_zp_u16 == 32768
+    assert p.corr == tuple(-32768 * r for r in (1, 2, 3, 4))
+    assert dot16_plan(replace(sp, w_zp=2)).corr[0] == sp.reduction * 32768 * 2 - 32768
+    assert dot16_plan(replace(sp, x_dtype="i32")) is None
+    assert dot16_plan(replace(sp, w_dtype="i8")) is None
+    assert dot16_plan(replace(sp, w_rowsum=None)) is None
+    k_max = -(-(1 << 31) // (2 * 255 * 128))  # the first K that could overflow
+    assert dot16_plan(replace(sp, in_per_group=(k_max - 1) // 9 // 1, kernel_shape=(3, 3))
+                      ) is not None
+    assert dot16_plan(replace(sp, in_per_group=k_max, kernel_shape=(1, 1))) is None
+    big = replace(sp, out_per_group=D16_MAX_W // 64 + 1, in_per_group=32, kernel_shape=(1, 1))
+    assert dot16_plan(big) is None

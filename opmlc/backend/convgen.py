@@ -338,7 +338,8 @@ def _pack_columns(ir: _Ir, sp: ConvSpec, xb: str, p0: str, colmask: str, starts:
     xb) into dst[k][n], k = (c, j_0, .., j_{nd-1}) row-major as in the weights: ety lanes
     of esz bytes (x - x_zp, converted exactly unless ety is i64), 0 in the padding and
     past the last column (colmask, starts: :func:`_window_starts`). With ``u8_zp`` (ety
-    i8): the byte x - x_zp + u8_zp instead, u8_zp in the padding (:func:`dot_plan`)."""
+    i8, or i16 for an i16 x): the unsigned word x - x_zp + u8_zp instead, u8_zp in the
+    padding (:func:`dot_plan`, :func:`dot16_plan`)."""
     kern, H = list(sp.kernel_shape), list(sp.in_shape)
     S, D, PAD = list(sp.strides), list(sp.dilations), list(sp.pads)
     nd, Cg, HW = len(kern), sp.in_per_group, _prod(H)
@@ -405,11 +406,13 @@ def _pack_columns(ir: _Ir, sp: ConvSpec, xb: str, p0: str, colmask: str, starts:
         if back:
             words = ir.v(f"lshr <{n} x i32> {words}, {_vconst(n, 8 * back, 'i32')}")
         vals = words if xty == gty else ir.v(f"trunc <{n} x {gty}> {words} to <{n} x {xty}>")
-    if u8_zp is not None:  # the byte x - x_zp + u8_zp: x (u8) or x xor 0x80 (i8)
-        flip = 0x80 if xsig else 0
-        b = ir.v(f"xor <{n} x i8> {vals}, {_vconst(n, flip, 'i8')}") if flip else vals
-        wide = ir.v(f"select <{n} x i1> {valid}, <{n} x i8> {b}, "
-                    f"<{n} x i8> {_vconst(n, u8_zp - 256 if u8_zp > 127 else u8_zp, 'i8')}")
+    if u8_zp is not None:  # the word x - x_zp + u8_zp: x (unsigned) or x xor the sign bit
+        bits = 8 * esz
+        flip = (0x80 if bits == 8 else -(1 << (bits - 1))) if xsig else 0
+        b = ir.v(f"xor <{n} x {ety}> {vals}, {_vconst(n, flip, ety)}") if flip else vals
+        pad = u8_zp - (1 << bits) if u8_zp >= 1 << (bits - 1) else u8_zp
+        wide = ir.v(f"select <{n} x i1> {valid}, <{n} x {ety}> {b}, "
+                    f"<{n} x {ety}> {_vconst(n, pad, ety)}")
     else:
         wide = vals if xty == "i64" else \
             ir.v(f"{_ext(xsig)} <{n} x {xty}> {vals} to <{n} x i64>")
@@ -943,6 +946,237 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
     if Mg % DMR:
         tile(Mg % DMR, str(full * DMR))
     close_it()
+    head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
+# ---------------------------------------------------------------- 16-bit dot-product conv
+#
+# The fixed scheme's narrow activations (i16 x, ``--act-dtype i16``) against its i16
+# weights, on the same u8 x s8 dot product: both words are split into bytes. With xu =
+# x - x_zp + XZ (XZ = x_zp + 32768: x xor 0x8000, in [0, 65535]) = 256 xh + xl and
+# w = 256 wh + wl' + 128 (wh = w >> 8 signed, wl' = (w & 255) - 128, both s8),
+#
+#     sum_k xu w = 65536 A + 256 B + C + 128 Cs[p]
+#     A = sum xh wh,  B = sum (xh wl' + xl wh),  C = sum xl wl',  Cs[p] = sum_k xu[k, p]
+#
+# each of A, B, C exact in i32 lanes while 2 K 255 * 128 < 2^31, and then, as for int8,
+# sum_k (x - x_zp)(w - w_zp) = sum_k xu w - XZ R[m] - w_zp Cs[p] + K XZ w_zp. A work item
+# is one panel of DNR columns of one (image, group) as in gen_conv_dot: its im2col
+# columns are packed as u16 words, k-major, then split into a high-byte and a low-byte
+# panel interleaved by four k; the group's weight rows are split into a high-byte and a
+# low-byte copy (s8, K padded to a multiple of 4) when the part's previous item had
+# another group; every D16R-row tile then runs 3 D16R <16 x i32> accumulators, four
+# dot products per row and group of four k, and writes its rows through the epilogue.
+
+D16R = 8                 # rows of the 16-bit tile (24 accumulators)
+D16_MAX_W = 4 << 20      # bytes of a group's split weights at most (a part's scratch)
+_DOT16_BOUND = 2 * 255 * 128  # max |xh wl' + xl wh|
+
+
+@dataclass(frozen=True)
+class Dot16Plan:
+    """The corrections of :func:`gen_conv_dot16` (see the section comment)."""
+
+    x_zp_u16: int            # XZ = x_zp + 32768
+    corr: tuple[int, ...]    # per output channel m: K XZ w_zp - XZ R[m]
+
+
+def dot16_plan(sp: ConvSpec) -> Dot16Plan | None:
+    """The 16-bit dot-product parameters of a conv description, or None."""
+    if sp.x_dtype != "i16" or sp.w_dtype != "i16" or sp.w_rowsum is None:
+        return None
+    K = sp.reduction
+    if K == 0 or K * _DOT16_BOUND >= 1 << 31 or not -32768 <= sp.x_zp <= 32767:
+        return None
+    if 2 * sp.out_per_group * _kpad(sp) > D16_MAX_W:
+        return None
+    xz = sp.x_zp + 32768
+    return Dot16Plan(x_zp_u16=xz,
+                     corr=tuple(K * xz * sp.w_zp - xz * r for r in sp.w_rowsum))
+
+
+def conv_dot16_scratch_bytes(sp: ConvSpec) -> int:
+    """One part's scratch: the k-major u16 panel, the two byte panels, 128 bytes where a
+    partial output row is parked, a tile's i32 sums, the group's two weight copies."""
+    kp = _kpad(sp)
+    return kp * DNR * 2 + 2 * kp * DNR + 128 + 3 * 64 * D16R + \
+        -(-2 * sp.out_per_group * kp // 64) * 64  # parts 64-byte aligned
+
+
+def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[str]]:
+    """The 16-bit dot-product kernel of a q.conv / q.conv_rq (see the section comment)."""
+    from opmlc.backend.llvmgen import VecExpr
+
+    N, C, G, Mg, Cg = sp.batch, sp.channels, sp.groups, sp.out_per_group, sp.in_per_group
+    HW, P = _prod(sp.in_shape), _prod(sp.out_shape)
+    K, M, Kp = sp.reduction, G * Mg, _kpad(sp)
+    NQ = Kp // 4
+    NP = -(-P // DNR)
+    items = N * G * NP
+    osz, _ = DTYPE_INFO[sp.y_dtype]
+    oty = f"i{8 * osz}"
+    ir = _Ir()
+    ir.decls.add(DPBUSD_DECL)
+    ir.decls.add("declare <32 x i16> @llvm.masked.load.v32i16.p0(ptr, i32 immarg, <32 x i1>, "
+                 "<32 x i16>)")
+    corr = f"@{fname}.corr"
+    ir.decls.add(f"{corr} = internal constant [{M} x i64] "
+                 f"[{', '.join(f'i64 {c}' for c in dp.corr)}], align 8")
+    base = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {conv_dot16_scratch_bytes(sp)}"))
+    kmaj = base
+    ph = _gep(ir, kmaj, str(Kp * DNR * 2))
+    pl = _gep(ir, ph, str(Kp * DNR))
+    parkp = _gep(ir, pl, str(Kp * DNR))
+    accs = _gep(ir, parkp, "128")
+    wh = _gep(ir, accs, str(3 * 64 * D16R))
+    wl = _gep(ir, wh, str(Mg * Kp))
+    lo, hi = _part_range(ir, items)
+    it, (last,), close_it = ir.loop(lo, hi, [("i64", "-1")])
+    ng = ir.v(f"udiv i64 {it}, {NP}")
+    pj = ir.v(f"urem i64 {it}, {NP}")
+    n = ir.v(f"udiv i64 {ng}, {G}")
+    g = ir.v(f"urem i64 {ng}, {G}")
+    # the group's weights split into bytes when this part's previous item had another
+    sw, sd = ir.label("sw"), ir.label("sd")
+    ir.emit(f"br i1 {ir.v(f'icmp ne i64 {g}, {last}')}, label %{sw}, label %{sd}")
+    ir.lines.append(f"{sw}:")
+    r, _, close_r = ir.loop("0", str(Mg))
+    m = ir.v(f"add i64 {ir.v(f'mul i64 {g}, {Mg}')}, {r}")
+    wrow = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {m}, {2 * K}')}, {sp.w_addr}"))
+    dro = ir.v(f"mul i64 {r}, {Kp}")
+    for c in range(-(-K // 32)):
+        cnt = min(32, K - 32 * c)
+        src = _gep(ir, wrow, str(64 * c))
+        if cnt == 32:
+            w = ir.v(f"load <32 x i16>, ptr {src}, align 2")
+        else:
+            mk = _vconst(32, ["true"] * cnt + ["false"] * (32 - cnt), "i1")
+            w = ir.v(f"call <32 x i16> @llvm.masked.load.v32i16.p0(ptr {src}, i32 2, "
+                     f"<32 x i1> {mk}, <32 x i16> zeroinitializer)")
+        sh8 = _vconst(32, 8, "i16")
+        hb = ir.v(f"trunc <32 x i16> {ir.v(f'ashr <32 x i16> {w}, {sh8}')} to <32 x i8>")
+        lb = ir.v(f"xor <32 x i8> {ir.v(f'trunc <32 x i16> {w} to <32 x i8>')}, "
+                  f"{_vconst(32, -128, 'i8')}")
+        # a row's copy is Kp bytes: the last chunk's bytes past Kp are not stored
+        keep = min(32, Kp - 32 * c)
+        for dst, v in ((wh, hb), (wl, lb)):
+            if keep < 32:
+                v = ir.v(f"shufflevector <32 x i8> {v}, <32 x i8> poison, "
+                         f"<{keep} x i32> {_vconst(keep, list(range(keep)), 'i32')}")
+            off = ir.v(f"add i64 {dro}, {32 * c}")
+            ir.emit(f"store <{keep} x i8> {v}, ptr {_gep(ir, dst, off)}, align 1")
+    close_r()
+    ir.emit(f"br label %{sd}")
+    ir.lines.append(f"{sd}:")
+    p0 = ir.v(f"mul i64 {pj}, {DNR}")
+    ncols = ir.v(f"sub i64 {P}, {p0}")
+    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'mul i64 {g}, {Cg}')}")
+    xb = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {ch}, {HW * 2}')}, {sp.x_addr}"))
+    colmask, starts = _window_starts(ir, sp, p0, DNR)
+    _pack_columns(ir, sp, xb, p0, colmask, starts, kmaj, "i16", 2, DNR, u8_zp=dp.x_zp_u16)
+    for k in range(K, Kp):  # the last group's missing k: zero words
+        ir.emit(f"store <16 x i16> zeroinitializer, ptr "
+                f"{ir.v(f'getelementptr i8, ptr {kmaj}, i64 {k * DNR * 2}')}, align 32")
+    # split and interleave: ph[q][c][j] = kmaj[4q + j][c] >> 8, pl the low bytes; the
+    # columns' sums Cs = 256 sum(ph) + sum(pl) against bytes of ones
+    ones = _splat_bytes(ir, str(0x01010101))
+    q, (csh, csl), close_q = ir.loop("0", str(NQ), [("<16 x i32>", "zeroinitializer")] * 2)
+    src = _gep(ir, kmaj, ir.v(f"mul i64 {q}, {4 * DNR * 2}"))
+    rows = [ir.v(f"load <16 x i16>, ptr {_gep(ir, src, str(32 * j))}, align 32")
+            for j in range(4)]
+    nxt = []
+    for dst, acc, hi_byte in ((ph, csh, True), (pl, csl, False)):
+        sh8 = _vconst(16, 8, "i16")
+        bs = [ir.v(f"trunc <16 x i16> {ir.v(f'lshr <16 x i16> {v}, {sh8}')} to <16 x i8>")
+              if hi_byte else ir.v(f"trunc <16 x i16> {v} to <16 x i8>") for v in rows]
+        ab = ir.v(f"shufflevector <16 x i8> {bs[0]}, <16 x i8> {bs[1]}, "
+                  f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
+        cd = ir.v(f"shufflevector <16 x i8> {bs[2]}, <16 x i8> {bs[3]}, "
+                  f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
+        inter = [16 * j + c for c in range(DNR) for j in range(4)]
+        v = ir.v(f"shufflevector <32 x i8> {ab}, <32 x i8> {cd}, "
+                 f"<64 x i32> {_vconst(64, inter, 'i32')}")
+        ir.emit(f"store <64 x i8> {v}, ptr {_gep(ir, dst, ir.v(f'mul i64 {q}, 64'))}, "
+                "align 64")
+        nxt.append(ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc}, <64 x i8> {v}, "
+                        f"<64 x i8> {ones})"))
+    close_q(nxt)
+    csh64 = ir.v(f"sext <16 x i32> {csh} to <16 x i64>")
+    cs = ir.v(f"add <16 x i64> {ir.v(f'shl <16 x i64> {csh64}, {_vconst(16, 8)}')}, "
+              f"{ir.v(f'sext <16 x i32> {csl} to <16 x i64>')}")
+    colterm = ir.v(f"mul <16 x i64> {cs}, {_vconst(16, 128 - sp.w_zp)}")
+    m0g = ir.v(f"mul i64 {g}, {Mg}")
+    nM = ir.v(f"mul i64 {n}, {M}")
+
+    def wbytes(copy: str, row: str, qi: str) -> str:
+        off = ir.v(f"add i64 {ir.v(f'mul i64 {row}, {Kp}')}, {ir.v(f'mul i64 {qi}, 4')}")
+        return _splat_bytes(ir, ir.v(f"load i32, ptr {_gep(ir, copy, off)}, align 1"))
+
+    def tile(mr: int, r: str) -> None:
+        rws = [ir.v(f"add i64 {r}, {i}") for i in range(mr)]
+        q, acc, close_q = ir.loop("0", str(NQ), [("<16 x i32>", "zeroinitializer")] * (3 * mr))
+        vh = ir.v(f"load <64 x i8>, ptr {_gep(ir, ph, ir.v(f'mul i64 {q}, 64'))}, align 64")
+        vl = ir.v(f"load <64 x i8>, ptr {_gep(ir, pl, ir.v(f'mul i64 {q}, 64'))}, align 64")
+        nxt = []
+        for i in range(mr):
+            bh, bl = wbytes(wh, rws[i], q), wbytes(wl, rws[i], q)
+            a_, b_, c_ = acc[3 * i: 3 * i + 3]
+            a_ = ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {a_}, <64 x i8> {vh}, <64 x i8> {bh})")
+            b_ = ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {b_}, <64 x i8> {vh}, <64 x i8> {bl})")
+            b_ = ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {b_}, <64 x i8> {vl}, <64 x i8> {bh})")
+            c_ = ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {c_}, <64 x i8> {vl}, <64 x i8> {bl})")
+            nxt += [a_, b_, c_]
+        close_q(nxt)
+        for j, a in enumerate(acc):
+            ir.emit(f"store <16 x i32> {a}, ptr {_gep(ir, accs, str(64 * j))}, align 64")
+        # the epilogue once, in a loop over the tile's rows (the sums parked in scratch)
+        i, _, close_i = ir.loop("0", str(mr))
+        m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
+        ao = ir.v(f"mul i64 {i}, 192")
+
+        def part(k: int) -> str:
+            v = ir.v(f"load <16 x i32>, ptr {_gep(ir, accs, ir.v(f'add i64 {ao}, {64 * k}'))}, "
+                     "align 64")
+            return ir.v(f"sext <16 x i32> {v} to <16 x i64>")
+
+        a = ir.v(f"shl <16 x i64> {part(0)}, {_vconst(16, 16)}")
+        a = ir.v(f"add <16 x i64> {a}, {ir.v(f'shl <16 x i64> {part(1)}, {_vconst(16, 8)}')}")
+        a = ir.v(f"add <16 x i64> {a}, {part(2)}")
+        a = ir.v(f"add <16 x i64> {a}, {colterm}")
+        c = ir.v(f"load i64, ptr {ir.v(f'getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {m}')}, "
+                 "align 8")
+        if sp.bias_addr is not None:
+            bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+            bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
+            b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
+            if bsz < 8:
+                b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+            c = ir.v(f"add i64 {c}, {b}")
+        a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
+        val = a
+        if sp.epilogue is not None:
+            vecs = {"acc": a}
+            if sp.res_addr is not None:
+                row = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+                vecs["res"] = _load_res(ir, sp, ir.v(f"add i64 {row}, {p0}"), colmask, 16)
+            val = VecExpr(ir, 16, vecs, [m]).val(sp.epilogue)
+        if osz < 8:
+            val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
+        yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+        yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
+        _store_cols(ir, val, oty, osz, _gep(ir, "%base", ir.v(f"add i64 {yo}, {sp.y_addr}")),
+                    ncols, parkp)
+        close_i()
+
+    full = Mg // D16R
+    if full:
+        rt, _, close_rt = ir.loop("0", str(full))
+        tile(D16R, ir.v(f"mul i64 {rt}, {D16R}"))
+        close_rt()
+    if Mg % D16R:
+        tile(Mg % D16R, str(full * D16R))
+    close_it([g])
     head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
@@ -1548,6 +1782,10 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     if dp is not None:
         text, decls = gen_conv_dot(sp, dp, fname)
         return text, decls, conv_dot_scratch_bytes(sp)
+    d16 = dot16_plan(sp)
+    if d16 is not None:
+        text, decls = gen_conv_dot16(sp, d16, fname)
+        return text, decls, conv_dot16_scratch_bytes(sp)
     fp = float_plan(sp)
     if fp is not None:
         text, decls = gen_conv_float(sp, fp, fname)
@@ -1558,8 +1796,9 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     return text, decls, conv_scratch_bytes(sp)
 
 
-__all__ = ["DPBUSD", "DW_MARK", "DotPlan", "DwPlan", "FloatPlan", "MAX_PARTS", "SCRATCH",
-           "conv_dot_scratch_bytes", "conv_dw_scratch_bytes", "conv_float_scratch_bytes",
-           "conv_scratch_bytes", "dot_plan", "dw_plan", "float_plan", "gen_conv_dot",
+__all__ = ["DPBUSD", "DW_MARK", "Dot16Plan", "DotPlan", "DwPlan", "FloatPlan", "MAX_PARTS",
+           "SCRATCH", "conv_dot16_scratch_bytes", "conv_dot_scratch_bytes",
+           "conv_dw_scratch_bytes", "conv_float_scratch_bytes",
+           "conv_scratch_bytes", "dot16_plan", "dot_plan", "dw_plan", "float_plan", "gen_conv_dot",
            "gen_conv_dw", "gen_conv", "gen_conv_float", "gen_matmul_dot", "gen_native",
            "mat_dot_plan", "mat_dot_scratch_bytes", "MatDotPlan"]
