@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
            "float_accuracy": float((fpred == Y).mean()), "schemes": {}}
     for scheme in a.schemes.split(","):
         t0 = time.time()
-        qm = quantize(import_onnx(str(path)), scheme, {"input_ids": data["calib"].astype(
-            np.int64)}, int8_mode=a.int8_mode)
+        # "fixed16": the fixed scheme with i16 activations (--act-dtype i16)
+        qm = quantize(import_onnx(str(path)), scheme.removesuffix("16"),
+                      {"input_ids": data["calib"].astype(np.int64)}, int8_mode=a.int8_mode,
+                      fixed_act="i16" if scheme == "fixed16" else "i32")
         m = api.Model(api.compile(qm))
         t_compile = time.time() - t0
         t0 = time.time()

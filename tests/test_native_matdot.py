@@ -1,7 +1,7 @@
 """The int8 dot-product matmul kernel (convgen.mat_dot_plan / gen_matmul_dot): 8-bit a
-(or 16-bit a, the int8 scheme's mixed-precision activations, as a high and a low byte)
-and b (any b_zp: off b's u8 -> s8 offset, a's row sums correct it) summed as u8 x s8
-groups of four k in i32 lanes
+(or 16-bit a, the int8 scheme's mixed-precision activations and the fixed scheme's
+--act-dtype i16, as a high and a low byte) and b (8-bit, or 16-bit as two byte panels;
+any b_zp: a's row sums correct it) summed as u8 x s8 groups of four k in i32 lanes
 (AVX-512 VNNI vpdpbusd, or the runtime's plain fallback), 4-row x 64-column register
 tiles over a packed b panel, a's zero point corrected in i64 from b's column sums.
 ref == native (VNNI and the forced fallback, 1 and 2 threads) == VM on the kernel's
@@ -83,10 +83,12 @@ def _check(c: dict, vm: bool = True) -> None:
 
 @st.composite
 def matdot_case(draw):
-    ad, bd = draw(st.sampled_from(["i8", "u8", "i16"])), draw(st.sampled_from(["i8", "u8"]))
+    ad = draw(st.sampled_from(["i8", "u8", "i16"]))
+    bd = draw(st.sampled_from(["i8", "u8", "i16"]))
     alo, ahi = {"i8": (-128, 127), "u8": (0, 255), "i16": (-32768, 32767)}[ad]
     off = 128 if bd == "u8" else 0  # b's offset (symmetric weights), or any zero point
-    b_zp = draw(st.sampled_from([off, off, off - 128, off + 127, off + 5]))
+    b_zp = draw(st.sampled_from([off, off, off - 128, off + 127, off + 5] +
+                                ([-32768, 32767] if bd == "i16" else [])))
     return dict(K=draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 17, 64, 130, 259])),
                 N=draw(st.sampled_from([2, 3, 15, 16, 17, 33, 63, 64, 65, 130, 200])),
                 M=draw(st.one_of(st.integers(1, 9), st.sampled_from([15, 16, 17, 33]))),
@@ -109,17 +111,18 @@ def test_dot_matmul_bit_exact(c: dict) -> None:
                                            (9, 4096, 70, "i8", 127),
                                            (128, 768, 200, "i16", -32768),
                                            (31, 4096, 65, "i16", 30001)])
-def test_dot_matmul_gpt2_like(M: int, K: int, N: int, ad: str, a_zp: int) -> None:
+@pytest.mark.parametrize("bd", ["i8", "i16"])
+def test_dot_matmul_gpt2_like(M: int, K: int, N: int, ad: str, a_zp: int, bd: str) -> None:
     """Bigger shapes (GPT-2's K, many row tiles and work items, the largest K): VNNI ==
     fallback == ref, 1 and 2 threads."""
-    _check(dict(K=K, N=N, M=M, batch=(), ad=ad, bd="i8", bbatch=False, bconst=True,
+    _check(dict(K=K, N=N, M=M, batch=(), ad=ad, bd=bd, bbatch=False, bconst=True,
                 a_zp=a_zp, bias=True, rq="i8", extreme=False, seed=M * K + N), vm=False)
 
 
 def test_mat_dot_plan_rule() -> None:
     """8-bit a (or contiguous i16 a: two byte pseudo-rows) and 8-bit b (any zero point: BZ
     = b_zp - b's offset) and K * 255 * 128 < 2^31 (and K <= MDK_MAX): the dot kernel; a
-    16-bit b, a 32-bit a, a strided a, too large a K: the strip kernel."""
+    32-bit a or b, a strided a or b, too large a K: the strip kernel."""
     from dataclasses import replace
 
     from opmlc.backend.convgen import _DOT_BOUND, MDK_MAX
@@ -141,7 +144,10 @@ def test_mat_dot_plan_rule() -> None:
     a16 = mat_dot_plan(replace(ms, a=Load("i16", Addr(0, ((0, 14), (2, 2))))))
     assert a16 is not None and a16.a_bytes == 2 and a16.a_flip and a16.a_zp_u8 == 32765
     assert mat_dot_plan(replace(ms, a=Load("i32", Addr(0, ((0, 28), (2, 4)))))) is None
-    assert mat_dot_plan(replace(ms, b=Load("i16", Addr(100, ((2, 10), (1, 2)))))) is None
+    b16 = mat_dot_plan(replace(ms, b=Load("i16", Addr(100, ((2, 10), (1, 2))))))
+    assert b16.b_bytes == 2 and b16.b_zp_s8 == -128  # b = 256 bh + bl' + 128
+    assert mat_dot_plan(replace(ms, b=Load("i16", Addr(100, ((2, 10), (1, 1)))))) is None
+    assert mat_dot_plan(replace(ms, b=Load("i32", Addr(100, ((2, 20), (1, 4)))))) is None
     assert mat_dot_plan(replace(ms, a=Load("u8", Addr(0, ((0, 7), (2, 2)))))) is None
     assert mat_dot_plan(replace(ms, red=MDK_MAX)) is not None
     assert mat_dot_plan(replace(ms, red=MDK_MAX + 1)) is None

@@ -1495,29 +1495,32 @@ class MatDotPlan:
     b_flip: bool   # b is u8: its bytes are xor 0x80 (bs = b - 128)
     a_zp_u8: int   # AZ = a_zp (+ 128 for i8 a, + 32768 for i16 a)
     a_bytes: int = 1  # 2: a is i16, split into a high and a low byte pseudo-row
-    b_zp_s8: int = 0  # BZ = b_zp - (128 for u8 b): nonzero, the rows' sums correct it
+    b_zp_s8: int = 0  # BZ = b_zp - (128 for u8 or i16 b): nonzero, the rows' sums correct it
+    b_bytes: int = 1  # 2: b is i16, split into a high and a low byte panel
 
 
 def mat_dot_plan(ms: MatSpec) -> MatDotPlan | None:
     """The dot-product parameters of a matmul description, or None (gen_matmul)."""
     nb, K = len(ms.batch), ms.red
-    if ms.a.dtype not in ("i8", "u8", "i16") or ms.b.dtype not in ("i8", "u8"):
+    if ms.a.dtype not in ("i8", "u8", "i16") or ms.b.dtype not in ("i8", "u8", "i16"):
         return None
     if K == 0 or K > MDK_MAX or K * _DOT_BOUND >= 1 << 31 or ms.a.addr.dyn or ms.b.addr.dyn:
         return None
     ast = dict(ms.a.addr.terms)
     bst = dict(ms.b.addr.terms)
-    asz = DTYPE_INFO[ms.a.dtype][0]
-    if (K > 1 and ast.get(nb + 2, 0) != asz) or bst.get(nb + 1, 0) != 1:
+    asz, bsz = DTYPE_INFO[ms.a.dtype][0], DTYPE_INFO[ms.b.dtype][0]
+    if (K > 1 and ast.get(nb + 2, 0) != asz) or bst.get(nb + 1, 0) != bsz:
         return None
     wide = ms.a.dtype == "i16"
     return MatDotPlan(a_flip=ms.a.dtype != "u8", b_flip=ms.b.dtype == "u8",
                       a_zp_u8=ms.a_zp + (32768 if wide else 128 if ms.a.dtype == "i8" else 0),
-                      a_bytes=2 if wide else 1, b_zp_s8=_mat_bz(ms))
+                      a_bytes=2 if wide else 1, b_zp_s8=_mat_bz(ms), b_bytes=bsz)
 
 
 def _mat_bz(ms: MatSpec) -> int:
-    return ms.b_zp - (128 if ms.b.dtype == "u8" else 0)
+    """BZ: b_zp less the offset of b's bytes (u8: 128; i16, split as 256 bh + bl' + 128:
+    128)."""
+    return ms.b_zp - (128 if ms.b.dtype in ("u8", "i16") else 0)
 
 
 def _mat_kpad(ms: MatSpec) -> int:
@@ -1530,7 +1533,8 @@ def mat_dot_scratch_bytes(ms: MatSpec) -> int:
     u8 (MDC x K rounded up to 64 bytes; twice that for i16 a, its two byte pseudo-rows),
     then, when BZ != 0, the rows' sums (MDC x i64)."""
     split = 2 if ms.a.dtype == "i16" else 1
-    return _mat_kpad(ms) * MDN + 256 + MDM * 256 + 512 + split * MDC * _mat_ka(ms) + \
+    sb = 2 if ms.b.dtype == "i16" else 1
+    return _mat_kpad(ms) * MDN * sb + 256 * sb + MDM * 256 + 512 + split * MDC * _mat_ka(ms) + \
         (8 * MDC if _mat_bz(ms) else 0)
 
 
@@ -1545,7 +1549,8 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
     nb, M, N, K = len(ms.batch), ms.rows, ms.cols, ms.red
     Kp, KA = _mat_kpad(ms), _mat_ka(ms)
     S = dp.a_bytes  # pseudo-rows (bytes) per row of a
-    MR = MDM // S   # rows of a tile
+    SB = dp.b_bytes  # panels (bytes) per column of b
+    MR = max(1, MDM // (S * SB))  # rows of a tile
     NQ, KT = K // 4, K % 4
     NJ = -(-N // MDN)
     NRC = -(-M // MDC)
@@ -1559,8 +1564,8 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
     ir.decls.add("declare void @llvm.prefetch.p0(ptr, i32 immarg, i32 immarg, i32 immarg)")
     po = ir.v(f"mul i64 %part, {mat_dot_scratch_bytes(ms)}")
     panel = ir.v(f"getelementptr i8, ptr {SCRATCH}, i64 {po}")
-    csp = _gep(ir, panel, str(Kp * MDN))
-    accs = _gep(ir, csp, "256")
+    csp = _gep(ir, panel, str(Kp * MDN * SB))
+    accs = _gep(ir, csp, str(256 * SB))
     park = _gep(ir, accs, str(MDM * 256))
     arow0 = _gep(ir, park, "512")
     lo, hi = _part_range(ir, items)
@@ -1577,48 +1582,69 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
     fill = _vconst(MDN, -128 if dp.b_flip else 0, "i8")  # a masked lane's byte: bs = 0
     ones = _splat_bytes(ir, str(0x01010101))
 
-    def brow(k: str) -> str:
+    if SB == 2:
+        ir.decls.add("declare <64 x i16> @llvm.masked.load.v64i16.p0(ptr, i32 immarg, "
+                     "<64 x i1>, <64 x i16>)")
+
+    def brow(k: str) -> list[str]:
+        """Row k of the block as SB byte vectors (i16 b: its high bytes, then its low
+        bytes less 128)."""
         p = _gep(ir, b0, ir.v(f"mul i64 {k}, {kst}"))
         if NJ > 1:  # the next block's row: in cache by the time it is packed
-            ir.emit(f"call void @llvm.prefetch.p0(ptr {_gep(ir, p, str(MDN))}, i32 0, i32 3, "
-                    "i32 1)")
+            ir.emit(f"call void @llvm.prefetch.p0(ptr {_gep(ir, p, str(MDN * SB))}, i32 0, "
+                    "i32 3, i32 1)")
+        if SB == 2:
+            w = ir.v(f"call <64 x i16> @llvm.masked.load.v64i16.p0(ptr {p}, i32 2, "
+                     f"<64 x i1> {mask}, <64 x i16> zeroinitializer)")
+            sh8 = _vconst(64, 8, "i16")
+            hb = ir.v(f"trunc <64 x i16> {ir.v(f'ashr <64 x i16> {w}, {sh8}')} to <64 x i8>")
+            lb = ir.v(f"xor <64 x i8> {ir.v(f'trunc <64 x i16> {w} to <64 x i8>')}, "
+                      f"{_vconst(MDN, -128, 'i8')}")
+            return [hb, lb]
         r = ir.v(f"call <64 x i8> @llvm.masked.load.v64i8.p0(ptr {p}, i32 1, <64 x i1> {mask}, "
                  f"<64 x i8> {fill})")
-        return ir.v(f"xor <64 x i8> {r}, {_vconst(MDN, -128, 'i8')}") if dp.b_flip else r
+        return [ir.v(f"xor <64 x i8> {r}, {_vconst(MDN, -128, 'i8')}") if dp.b_flip else r]
 
-    def group(q: str, rows: list[str], cs: list[str]) -> list[str]:
-        ab = ir.v(f"shufflevector <64 x i8> {rows[0]}, <64 x i8> {rows[1]}, "
-                  f"<128 x i32> {_vconst(128, list(range(128)), 'i32')}")
-        cd = ir.v(f"shufflevector <64 x i8> {rows[2]}, <64 x i8> {rows[3]}, "
-                  f"<128 x i32> {_vconst(128, list(range(128)), 'i32')}")
-        gp = _gep(ir, panel, ir.v(f"mul i64 {q}, {4 * MDN}"))
+    def group(q: str, rows: list[list[str]], cs: list[str]) -> list[str]:
         out = []
-        for v in range(4):
-            inter = [64 * j + 16 * v + c for c in range(16) for j in range(4)]
-            pv = ir.v(f"shufflevector <128 x i8> {ab}, <128 x i8> {cd}, "
-                      f"<64 x i32> {_vconst(64, inter, 'i32')}")
-            ir.emit(f"store <64 x i8> {pv}, ptr {_gep(ir, gp, str(64 * v))}, align 64")
-            out.append(ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {cs[v]}, <64 x i8> {ones}, "
-                            f"<64 x i8> {pv})"))
+        for sb in range(SB):
+            ab = ir.v(f"shufflevector <64 x i8> {rows[0][sb]}, <64 x i8> {rows[1][sb]}, "
+                      f"<128 x i32> {_vconst(128, list(range(128)), 'i32')}")
+            cd = ir.v(f"shufflevector <64 x i8> {rows[2][sb]}, <64 x i8> {rows[3][sb]}, "
+                      f"<128 x i32> {_vconst(128, list(range(128)), 'i32')}")
+            if sb == 0:
+                gp = _gep(ir, panel, ir.v(f"mul i64 {q}, {4 * MDN * SB}"))
+            for v in range(4):
+                inter = [64 * j + 16 * v + c for c in range(16) for j in range(4)]
+                pv = ir.v(f"shufflevector <128 x i8> {ab}, <128 x i8> {cd}, "
+                          f"<64 x i32> {_vconst(64, inter, 'i32')}")
+                ir.emit(f"store <64 x i8> {pv}, ptr {_gep(ir, gp, str(256 * sb + 64 * v))}, "
+                        "align 64")
+                out.append(ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {cs[4 * sb + v]}, "
+                                f"<64 x i8> {ones}, <64 x i8> {pv})"))
         return out
 
-    cs = ["zeroinitializer"] * 4
+    cs = ["zeroinitializer"] * (4 * SB)
     if NQ:
-        q, cs, close_q = ir.loop("0", str(NQ), [("<16 x i32>", "zeroinitializer")] * 4)
+        q, cs, close_q = ir.loop("0", str(NQ), [("<16 x i32>", "zeroinitializer")] * (4 * SB))
         k4 = ir.v(f"mul i64 {q}, 4")
         close_q(group(q, [brow(ir.v(f"add i64 {k4}, {j}")) for j in range(4)], cs))
     if KT:
-        cs = group(str(NQ), [brow(str(4 * NQ + j)) if j < KT else "zeroinitializer"
+        cs = group(str(NQ), [brow(str(4 * NQ + j)) if j < KT else ["zeroinitializer"] * SB
                              for j in range(4)], cs)
-    for v in range(4):
+    for v in range(4 * SB):
         ir.emit(f"store <16 x i32> {cs[v]}, ptr {_gep(ir, csp, str(64 * v))}, align 64")
     ir.emit(f"br label %{pd}")
     ir.lines.append(f"{pd}:")
     corr = None
-    if dp.a_zp_u8:
+    if dp.a_zp_u8:  # AZ Cs[j], Cs = sum_k of b's bytes (i16 b: 256 Cs_high + Cs_low)
         c = ir.v(f"load <{MDN} x i32>, ptr {csp}, align 64")
-        corr = ir.v(f"mul <{MDN} x i64> {ir.v(f'sext <{MDN} x i32> {c} to <{MDN} x i64>')}, "
-                    f"{_vconst(MDN, dp.a_zp_u8)}")
+        c = ir.v(f"sext <{MDN} x i32> {c} to <{MDN} x i64>")
+        if SB == 2:
+            cl = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, csp, '256')}, align 64")
+            c = ir.v(f"add <{MDN} x i64> {ir.v(f'shl <{MDN} x i64> {c}, {_vconst(MDN, 8)}')}, "
+                     f"{ir.v(f'sext <{MDN} x i32> {cl} to <{MDN} x i64>')}")
+        corr = ir.v(f"mul <{MDN} x i64> {c}, {_vconst(MDN, dp.a_zp_u8)}")
 
     def abytes(arow: str, qi: str) -> str:
         """The four (u8) bytes of group qi of a copied a row, broadcast."""
@@ -1691,42 +1717,49 @@ def gen_matmul_dot(ms: MatSpec, dp: MatDotPlan, fname: str) -> tuple[str, set[st
         for t in range(mr):
             row = ir.v(f"mul i64 {ir.v(f'add i64 {rr}, {t // S}')}, {S * KA}")
             arows.append(_gep(ir, arow0, ir.v(f"add i64 {row}, {KA * (t % S)}")))
-        acc = ["zeroinitializer"] * (4 * mr)
+        # accumulators: (pseudo-row t, b panel sb, vector v) at 4 (t SB + sb) + v
+        acc = ["zeroinitializer"] * (4 * mr * SB)
+
+        def step(qi: str, acc: list[str]) -> list[str]:
+            gp = _gep(ir, panel, ir.v(f"mul i64 {qi}, {4 * MDN * SB}")) if qi != str(NQ) \
+                else _gep(ir, panel, str(NQ * 4 * MDN * SB))
+            pv = [ir.v(f"load <64 x i8>, ptr {_gep(ir, gp, str(64 * v))}, align 64")
+                  for v in range(4 * SB)]
+            nxt = []
+            for t in range(mr):
+                ab = abytes(arows[t], qi)
+                nxt += [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[4 * SB * t + v]}, "
+                             f"<64 x i8> {ab}, <64 x i8> {pv[v]})") for v in range(4 * SB)]
+            return nxt
+
         if NQ:
             q, acc, close_q = ir.loop("0", str(NQ),
-                                      [("<16 x i32>", "zeroinitializer")] * (4 * mr))
-            gp = _gep(ir, panel, ir.v(f"mul i64 {q}, {4 * MDN}"))
-            pv = [ir.v(f"load <64 x i8>, ptr {_gep(ir, gp, str(64 * v))}, align 64")
-                  for v in range(4)]
-            nxt = []
-            for t in range(mr):
-                ab = abytes(arows[t], q)
-                nxt += [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[4 * t + v]}, "
-                             f"<64 x i8> {ab}, <64 x i8> {pv[v]})") for v in range(4)]
-            close_q(nxt)
+                                      [("<16 x i32>", "zeroinitializer")] * (4 * mr * SB))
+            close_q(step(q, acc))
         if KT:
-            gp = _gep(ir, panel, str(NQ * 4 * MDN))
-            pv = [ir.v(f"load <64 x i8>, ptr {_gep(ir, gp, str(64 * v))}, align 64")
-                  for v in range(4)]
-            nxt = []
-            for t in range(mr):
-                ab = abytes(arows[t], str(NQ))
-                nxt += [ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc[4 * t + v]}, "
-                             f"<64 x i8> {ab}, <64 x i8> {pv[v]})") for v in range(4)]
-            acc = nxt
+            acc = step(str(NQ), acc)
         for n, a in enumerate(acc):
             ir.emit(f"store <16 x i32> {a}, ptr {_gep(ir, accs, str(64 * n))}, align 64")
         # the epilogue once, in a loop over the tile's rows (the sums parked in scratch)
         t, _, close_t = ir.loop("0", str(mr_rows))
         i = ir.v(f"add i64 {r}, {t}")
-        a = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, ir.v(f'mul i64 {t}, {256 * S}'))}, "
-                 "align 64")
+        a = ir.v(f"load <{MDN} x i32>, ptr "
+                 f"{_gep(ir, accs, ir.v(f'mul i64 {t}, {256 * S * SB}'))}, align 64")
         a = ir.v(f"sext <{MDN} x i32> {a} to <{MDN} x i64>")
-        if S == 2:  # 256 sum(hi bs) + sum(lo bs)
-            lo_off = ir.v(f"add i64 {ir.v(f'mul i64 {t}, 512')}, 256")
-            lo = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, lo_off)}, align 64")
-            a = ir.v(f"add <{MDN} x i64> {ir.v(f'shl <{MDN} x i64> {a}, {_vconst(MDN, 8)}')}, "
-                     f"{ir.v(f'sext <{MDN} x i32> {lo} to <{MDN} x i64>')}")
+        # the byte sums joined: sum au b = sum over (a byte sa, b byte sb) of their sum
+        # times 256 for each high byte (i16 a: sa 0; i16 b: sb 0)
+        for combo in range(S * SB):
+            sa, sb = divmod(combo, SB)
+            e = int(S == 2 and sa == 0) + int(SB == 2 and sb == 0)
+            if combo:
+                off = ir.v(f"add i64 {ir.v(f'mul i64 {t}, {256 * S * SB}')}, {256 * combo}")
+                v = ir.v(f"load <{MDN} x i32>, ptr {_gep(ir, accs, off)}, align 64")
+                v = ir.v(f"sext <{MDN} x i32> {v} to <{MDN} x i64>")
+            else:
+                v = a
+            if e:
+                v = ir.v(f"shl <{MDN} x i64> {v}, {_vconst(MDN, 8 * e)}")
+            a = ir.v(f"add <{MDN} x i64> {a}, {v}") if combo else v
         if corr is not None:
             a = ir.v(f"sub <{MDN} x i64> {a}, {corr}")
         if BZ:

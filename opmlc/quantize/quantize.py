@@ -658,8 +658,9 @@ def _sqrt_of(q: _Q, x: str, fout: str) -> None:
     py = q.pol.act_of(fout, 0.0, max(hi, math.sqrt(max(q.value_range(x)[1], 0.0)), 1e-6))
     if q.fixed:
         fy = min(py.frac_bits, (31 + px.frac_bits) // 2)
-        py = QParams("i32", 2.0**-fy, 0, fy)
-        y = q.emit("q.sqrt", [qx], {"shift": 2 * fy - px.frac_bits, "dtype": "i32"}, fout)[0]
+        py = QParams(py.dtype, 2.0**-fy, 0, fy)  # the activation word (i32, or i16)
+        y = q.emit("q.sqrt", [qx], {"shift": 2 * fy - px.frac_bits, "dtype": py.dtype},
+                   fout)[0]
     else:  # t = isqrt((x - zx) * 2^(2k)) = sqrt(x - zx) * 2^k, then requantize
         k = 12
         t = q.emit("q.sqrt", [qx], {"x_zp": px.zero_point, "shift": 2 * k, "dtype": "i64"},
@@ -820,7 +821,7 @@ def _norm(q: _Q, n: Node) -> None:
              "norm_bits": NORM_BITS, "sd_bits": SD_BITS}
     op = "q." + n.op
     if q.fixed:
-        y = q.emit(op, ins, {**attrs, "shift": F - out_frac, "dtype": "i32"}, fout)[0]
+        y = q.emit(op, ins, {**attrs, "shift": F - out_frac, "dtype": py.dtype}, fout)[0]
     else:
         t = q.emit(op, ins, {**attrs, "shift": F - out_frac, "dtype": "i64"}, fout + ".n")[0]
         y = q.requant(t, 2.0**-out_frac / py.scale, py, fout, in_bits=40)
