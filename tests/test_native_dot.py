@@ -342,8 +342,9 @@ def test_dot16_plan_rule() -> None:
     within D16_MAX_W: the 16-bit kernel; 8-bit or i32 operands or unknown weights: not."""
     from dataclasses import replace
 
-    from opmlc.backend.convgen import D16_MAX_W, dot16_plan
     from test_native_float import _sp
+
+    from opmlc.backend.convgen import D16_MAX_W, dot16_plan
 
     sp = replace(_sp("i16", 0, 32767, Cg=4, Mg=4), w_dtype="i16", w_rowsum=(1, 2, 3, 4))
     p = dot16_plan(sp)
