@@ -414,13 +414,22 @@ class Program:
         return mem
 
     def _split_flags(self) -> bytes:
-        """flags[k] = 1 when the driver splits node k over the threads."""
+        """flags[k] = 1 when the driver splits node k over the threads; none when the
+        split nodes add up to less than PROGRAM_SPLIT_MIN_STEPS (a small program runs
+        on one thread, waking the others costs more than it saves)."""
         if self._flags is None:
-            from opmlc_runtime.native import DRIVER_SPLIT_MIN_STEPS
+            from opmlc_runtime.native import DRIVER_SPLIT_MIN_STEPS, PROGRAM_SPLIT_MIN_STEPS
 
-            self._flags = bytes(int(bool(n.get("parallel")) and int(n["steps"])
-                                    >= DRIVER_SPLIT_MIN_STEPS) for n in self.nodes)
+            split = [bool(n.get("parallel")) and int(n["steps"]) >= DRIVER_SPLIT_MIN_STEPS
+                     for n in self.nodes]
+            work = sum(int(n["steps"]) for n, s in zip(self.nodes, split, strict=True) if s)
+            self._flags = bytes(int(s and work >= PROGRAM_SPLIT_MIN_STEPS) for s in split)
         return self._flags
+
+    def _driver_parts(self) -> int | None:
+        """At most this many threads in the drivers: 1 for a program that splits no
+        node (its hashing is small too), else all."""
+        return None if any(self._split_flags()) else 1
 
     def _run_native(self, inputs: dict[str, np.ndarray], commit: bool,
                     capture: bool = False, root: bool = False) -> RunResult:
@@ -536,7 +545,8 @@ class Program:
         tops = np.zeros((len(self.nodes), 32), np.uint8)
         try:
             nat.trace_all(mem.buffer.ctypes.data, self._split_flags(), upd, ptrs.ctypes.data,
-                          top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data)
+                          top, roff.ctypes.data, rlh.ctypes.data, tops.ctypes.data,
+                          self._driver_parts())
         finally:
             mem.levels_changed()
         return tops

@@ -32,6 +32,10 @@ PARALLEL_MIN_STEPS = 4_000_000
 # The driver (``run_all``) splits parallel nodes from this many steps: its threads meet at
 # a spinning barrier after every node (about a microsecond), not a pool handoff.
 DRIVER_SPLIT_MIN_STEPS = 200_000
+# A program whose parallel nodes add up to fewer steps runs on one thread: waking the
+# pool's threads for the run costs a few hundred microseconds (bench_native: the digits
+# CNN, 1e6 steps, took 0.04 ms on one thread and 0.32 ms on two).
+PROGRAM_SPLIT_MIN_STEPS = 20_000_000
 MAX_THREADS = 64  # convgen.MAX_PARTS: one scratch panel per thread
 
 
@@ -586,12 +590,14 @@ class NativeModule:
         # one run at a time: the parts' scratch panels and the barrier are per module
         self._busy = threading.Lock()
 
-    def run_all(self, base: int, flags: bytes) -> None:
+    def run_all(self, base: int, flags: bytes, nparts: int | None = None) -> None:
         """Run every node in order on the buffer at ``base`` with one native call per
         thread: node k is split over the threads when ``flags[k]`` is 1 (as
         ``run_node(k, base, True)`` splits it), else part 0 runs it whole; the threads
-        meet at a barrier after every node. The same bytes as ``run_node`` node by node."""
-        n = threads() if any(flags) else 1  # nothing to split: no handoff, no barriers
+        meet at a barrier after every node. The same bytes as ``run_node`` node by node.
+        ``nparts``: at most this many threads."""
+        n = min(threads(), nparts or threads()) if any(flags) else 1  # nothing to split:
+        # no handoff, no barriers
         fl = ctypes.c_char_p(flags)
         sync = ctypes.addressof(self._sync)
         with self._busy:
@@ -606,14 +612,15 @@ class NativeModule:
                 f.result()
 
     def trace_all(self, base: int, flags: bytes, update: int, levels: int, top: int,
-                  roff: int, rlh: int, tops: int) -> None:
+                  roff: int, rlh: int, tops: int, nparts: int | None = None) -> None:
         """``run_all`` with every node's Merkle paths rehashed after it (``update``: the
         address of the keccak JIT's serial merkle_update; ``levels``: the tree's level
         pointers, ``top`` its dense top level; node k's dirty leaf ranges are the pairs
         ``rlh[2j], rlh[2j + 1]`` for j in [roff[k], roff[k + 1])): node(top, 0) after node
         k lands in ``tops[32k : 32k + 32]``. The same bytes and nodes as ``run_node`` then
-        ``Memory.root`` node by node. Every thread takes part, whatever the flags."""
-        n = threads()
+        ``Memory.root`` node by node. Every thread takes part, whatever the flags (at most
+        ``nparts``)."""
+        n = min(threads(), nparts or threads())
         fl = ctypes.c_char_p(flags)
         sync, hsync = ctypes.addressof(self._sync), ctypes.addressof(self._hsync)
         args = (fl, sync, update, levels, top, roff, rlh, tops, hsync, self._fn_table)
@@ -643,5 +650,6 @@ class NativeModule:
 
 
 __all__ = ["DPBUSD_DECL", "DRIVER", "DRIVER_SPLIT_MIN_STEPS", "MAX_THREADS", "NativeModule",
-           "PARALLEL_MIN_STEPS", "TRACE_DRIVER", "cache_dir", "driver_ir", "object_cache",
-           "jit_parts", "set_threads", "split_kernels", "threads", "vnni", "with_primitives"]
+           "PARALLEL_MIN_STEPS", "PROGRAM_SPLIT_MIN_STEPS", "TRACE_DRIVER", "cache_dir",
+           "driver_ir", "object_cache", "jit_parts", "set_threads", "split_kernels", "threads",
+           "vnni", "with_primitives"]

@@ -227,6 +227,32 @@ def test_trace_driver_equals_node_by_node_and_vm(monkeypatch) -> None:
             vm.initial_root, vm.node_roots, vm.state_root)
 
 
+def test_small_program_one_thread(monkeypatch) -> None:
+    """A program whose split nodes add up to fewer than PROGRAM_SPLIT_MIN_STEPS runs its
+    drivers on one thread (no node flagged, one part), a larger one splits; the bytes and
+    every root are the same either way."""
+    rng = np.random.default_rng(5)
+    x_t = TensorType("i8", (1, 3, 50, 50))
+    w = _rand(rng, "i8", (8, 3, 3, 3))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1,
+             "x_zp": 3, "w_zp": -2}
+    art = compile_graph(conv_graph(x_t, w, None, attrs))
+    x = {"x": _rand(rng, "i8", x_t.shape)}
+    steps = sum(int(n["steps"]) for n in art.meta["nodes"])
+    runs = []
+    for limit in (steps + 1, 0):  # the conftest default is 0: always split
+        monkeypatch.setattr(native, "PROGRAM_SPLIT_MIN_STEPS", limit)
+        prog = Program(art)
+        small = limit > steps
+        assert any(prog._split_flags()) is not small  # noqa: SLF001
+        assert prog._driver_parts() == (1 if small else None)  # noqa: SLF001
+        runs += run_threads(prog, x, (1, 2))  # node roots: the trace driver
+        runs.append(Program(art).run(x, "native"))  # the plain driver
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], runs[0].outputs["y"])
+        assert r.state_root == runs[0].state_root
+
+
 def test_split_jit_modules_same_results(monkeypatch, tmp_path) -> None:
     """Kernels compiled as several modules (one node each here) on parallel threads,
     called through the drivers' function table: the same outputs and roots as one module;

@@ -89,6 +89,33 @@ def run_native(prog_art, x: dict, threads: int, vnni: str) -> object:
             os.environ["OPMLC_VNNI"] = old
 
 
+def assert_engines_agree(art, x: dict, ref: np.ndarray,
+                         configs=((1, "1"), (2, "1"), (2, "0"))) -> None:
+    """y == ref on native under each (threads, OPMLC_VNNI) config and, when the program
+    is small, on the VM; every node root and the final root the same everywhere."""
+    runs = [run_native(art, x, t, v) for t, v in configs]
+    for r in runs:
+        np.testing.assert_array_equal(r.outputs["y"], ref)
+        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
+    if art.meta["total_steps"] < 3_000_000:
+        vm = Program(art).run(x, "vm", trace=True)
+        np.testing.assert_array_equal(vm.outputs["y"], ref)
+        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+
+
+@st.composite
+def _window(draw, nd: int):
+    """(kernel, strides, dilations, pads, input shape) of an nd-dimensional conv: kernels
+    1..3, strides and dilations 1..2, pads 0..2, x at least one window wide."""
+    kern = [draw(st.integers(1, 3)) for _ in range(nd)]
+    s = [draw(st.integers(1, 2)) for _ in range(nd)]
+    d = [draw(st.integers(1, 2)) for _ in range(nd)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * nd)]
+    H = [max(draw(st.integers(1, 9 if nd == 2 else 40)),
+             d[i] * (kern[i] - 1) + 1 - pads[i] - pads[nd + i]) for i in range(nd)]
+    return kern, s, d, pads, H
+
+
 @st.composite
 def dot_case(draw):
     nd = draw(st.integers(1, 2))
@@ -98,12 +125,7 @@ def dot_case(draw):
     Mg = 1 if depthwise else draw(st.sampled_from([1, 3, 15, 16, 17, 33, 67]))
     if depthwise:
         G = draw(st.integers(1, 67))
-    kern = [draw(st.integers(1, 3)) for _ in range(nd)]
-    s = [draw(st.integers(1, 2)) for _ in range(nd)]
-    d = [draw(st.integers(1, 2)) for _ in range(nd)]
-    pads = [draw(st.integers(0, 2)) for _ in range(2 * nd)]
-    H = [max(draw(st.integers(1, 9 if nd == 2 else 40)),
-             d[i] * (kern[i] - 1) + 1 - pads[i] - pads[nd + i]) for i in range(nd)]
+    kern, s, d, pads, H = draw(_window(nd))
     xd, wd = draw(st.sampled_from(["i8", "u8"])), draw(st.sampled_from(["i8", "u8"]))
     xlo, xhi = (-128, 127) if xd == "i8" else (0, 255)
     wlo, whi = (-128, 127) if wd == "i8" else (0, 255)
@@ -154,14 +176,7 @@ def test_dot_conv_bit_exact(c: dict) -> None:
     assert (DW_MARK if c["Cg"] == 1 else DPBUSD_DECL) in art.llvm_ir
     fused = "q.conv_rq_add" if c["rq"] and c.get("res") else "q.conv_rq" if c["rq"] else "q.conv"
     assert [n["op"] for n in art.meta["nodes"]] == [fused]
-    runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (2, "1"), (2, "0"))]
-    for r in runs:
-        np.testing.assert_array_equal(r.outputs["y"], ref)
-        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
-    if art.meta["total_steps"] < 3_000_000:
-        vm = Program(art).run(x, "vm", trace=True)
-        np.testing.assert_array_equal(vm.outputs["y"], ref)
-        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+    assert_engines_agree(art, x, ref)
 
 
 def test_dot_plan_rule() -> None:
@@ -297,12 +312,7 @@ def dot16_case(draw):
     """i16 x and w (the fixed scheme's --act-dtype i16 against its weights), Cg >= 2 (one
     channel per group is the depthwise stencil's)."""
     nd = draw(st.integers(1, 2))
-    kern = [draw(st.integers(1, 3)) for _ in range(nd)]
-    s = [draw(st.integers(1, 2)) for _ in range(nd)]
-    d = [draw(st.integers(1, 2)) for _ in range(nd)]
-    pads = [draw(st.integers(0, 2)) for _ in range(2 * nd)]
-    H = [max(draw(st.integers(1, 9 if nd == 2 else 40)),
-             d[i] * (kern[i] - 1) + 1 - pads[i] - pads[nd + i]) for i in range(nd)]
+    kern, s, d, pads, H = draw(_window(nd))
     return dict(nd=nd, N=draw(st.integers(1, 2)), G=draw(st.integers(1, 3)),
                 Cg=draw(st.sampled_from([2, 3, 5, 16, 17, 33])),
                 Mg=draw(st.sampled_from([1, 3, 7, 8, 9, 17, 33])), kern=kern, s=s, d=d,
@@ -327,14 +337,7 @@ def test_dot16_conv_bit_exact(c: dict) -> None:
     ref = evaluate_int(g, x)["y"]
     art = compile_graph(g)
     assert DPBUSD_DECL in art.llvm_ir and "ashr <32 x i16>" in art.llvm_ir  # the split
-    runs = [run_native(art, x, t, v) for t, v in ((1, "1"), (2, "1"), (2, "0"))]
-    for r in runs:
-        np.testing.assert_array_equal(r.outputs["y"], ref)
-        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
-    if art.meta["total_steps"] < 3_000_000:
-        vm = Program(art).run(x, "vm", trace=True)
-        np.testing.assert_array_equal(vm.outputs["y"], ref)
-        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+    assert_engines_agree(art, x, ref)
 
 
 def test_dot16_plan_rule() -> None:

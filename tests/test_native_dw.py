@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_native_dot import _build, run_native
+from test_native_dot import _build, assert_engines_agree
 
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.convgen import DW_MARK, DW_MAX_PLANE, DWL, dw_plan
 from opmlc.quantize.interp import evaluate_int
-from opmlc_runtime.engines import Program
 
 
 @st.composite
@@ -60,14 +58,7 @@ def _check(c: dict, wide: bool) -> None:
     assert DW_MARK in art.llvm_ir  # the stencil, not the im2col kernels
     wants = "<16 x i64>" if wide else "<16 x i32>"
     assert f"mul {wants}" in art.llvm_ir
-    runs = [run_native(art, x, t, "1") for t in (1, 2)]
-    for r in runs:
-        np.testing.assert_array_equal(r.outputs["y"], ref)
-        assert r.node_roots == runs[0].node_roots and r.state_root == runs[0].state_root
-    if art.meta["total_steps"] < 3_000_000:
-        vm = Program(art).run(x, "vm", trace=True)
-        np.testing.assert_array_equal(vm.outputs["y"], ref)
-        assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+    assert_engines_agree(art, x, ref, ((1, "1"), (2, "1")))  # no dot product: no VNNI
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

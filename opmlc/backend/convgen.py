@@ -802,20 +802,105 @@ def _store_cols(ir: _Ir, val: str, ety: str, esz: int, yp: str, ncols: str,
     ir.lines.append(f"{done}:")
 
 
-def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
-    """The int8 dot-product kernel of a q.conv / q.conv_rq (see the section comment)."""
-    # llvmgen calls this module; its scalar formulas, lane-wise, render the epilogue
+def _dot_item(ir: _Ir, it: str, NP: int, G: int) -> tuple[str, str, str]:  # noqa: N803
+    """(image n, group g, panel pj) of work item ``it`` of a dot-product conv."""
+    ng = ir.v(f"udiv i64 {it}, {NP}")
+    pj = ir.v(f"urem i64 {it}, {NP}")
+    return ir.v(f"udiv i64 {ng}, {G}"), ir.v(f"urem i64 {ng}, {G}"), pj
+
+
+def _dot_columns(ir: _Ir, sp: ConvSpec, n: str, g: str, pj: str, kmaj: str, ety: str,
+                 esz: int, u8_zp: int) -> tuple[str, str, str]:
+    """Pack panel pj of (image n, group g) k-major into kmaj as unsigned words of ety
+    (x - x_zp + u8_zp, :func:`_pack_columns`), the rows K..Kp zero; (first column p0,
+    columns left, the columns' valid mask)."""
+    P, HW = _prod(sp.out_shape), _prod(sp.in_shape)
+    xsz, _ = DTYPE_INFO[sp.x_dtype]
+    p0 = ir.v(f"mul i64 {pj}, {DNR}")
+    ncols = ir.v(f"sub i64 {P}, {p0}")
+    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {sp.channels}')}, "
+              f"{ir.v(f'mul i64 {g}, {sp.in_per_group}')}")
+    xo = ir.v(f"mul i64 {ch}, {HW * xsz}")
+    xb = _gep(ir, "%base", ir.v(f"add i64 {xo}, {sp.x_addr}"))
+    colmask, starts = _window_starts(ir, sp, p0, DNR)
+    _pack_columns(ir, sp, xb, p0, colmask, starts, kmaj, ety, esz, DNR, u8_zp=u8_zp)
+    for k in range(sp.reduction, _kpad(sp)):  # the last group's missing k: zero words
+        ir.emit(f"store <16 x {ety}> zeroinitializer, ptr "
+                f"{ir.v(f'getelementptr i8, ptr {kmaj}, i64 {k * DNR * esz}')}, "
+                f"align {16 * esz}")
+    return p0, ncols, colmask
+
+
+def _interleave4(ir: _Ir, rows: list[str]) -> str:
+    """Four <16 x i8> rows (k = 4q .. 4q + 3) as one dot-product operand: v[4c + j] =
+    rows[j][c]."""
+    ab = ir.v(f"shufflevector <16 x i8> {rows[0]}, <16 x i8> {rows[1]}, "
+              f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
+    cd = ir.v(f"shufflevector <16 x i8> {rows[2]}, <16 x i8> {rows[3]}, "
+              f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
+    inter = [16 * j + c for c in range(DNR) for j in range(4)]
+    return ir.v(f"shufflevector <32 x i8> {ab}, <32 x i8> {cd}, "
+                f"<64 x i32> {_vconst(64, inter, 'i32')}")
+
+
+def _dot_row_out(ir: _Ir, sp: ConvSpec, a: str, m: str, corr: str, nM: str,  # noqa: N803
+                 p0: str, colmask: str, ncols: str, parkp: str, cs: str | None) -> None:
+    """Output row m of a dot-product conv tile from its sums a (<16 x i64>): + corr[m] +
+    bias[m] (- cs, the columns' correction), the epilogue lane-wise (the residual read
+    at the valid columns), stored at y[n, m, p0 : p0 + 16] (the last panel's columns
+    through ``parkp``)."""
     from opmlc.backend.llvmgen import VecExpr
 
-    N, C, G, Mg, Cg = sp.batch, sp.channels, sp.groups, sp.out_per_group, sp.in_per_group
-    HW, P = _prod(sp.in_shape), _prod(sp.out_shape)
+    M, P = sp.groups * sp.out_per_group, _prod(sp.out_shape)
+    osz, _ = DTYPE_INFO[sp.y_dtype]
+    oty = f"i{8 * osz}"
+    cp = ir.v(f"getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {m}")
+    c = ir.v(f"load i64, ptr {cp}, align 8")
+    if sp.bias_addr is not None:
+        bsz, bsig = DTYPE_INFO[sp.bias_dtype]
+        bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
+        b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
+        if bsz < 8:
+            b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
+        c = ir.v(f"add i64 {c}, {b}")
+    a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
+    if cs is not None:
+        a = ir.v(f"sub <16 x i64> {a}, {cs}")
+    val = a
+    if sp.epilogue is not None:
+        vecs = {"acc": a}
+        if sp.res_addr is not None:
+            row = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+            ro = ir.v(f"add i64 {row}, {p0}")
+            vecs["res"] = _load_res(ir, sp, ro, colmask, 16)
+        val = VecExpr(ir, 16, vecs, [m]).val(sp.epilogue)
+    if osz < 8:
+        val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
+    yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
+    yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
+    yo = ir.v(f"add i64 {yo}, {sp.y_addr}")
+    _store_cols(ir, val, oty, osz, _gep(ir, "%base", yo), ncols, parkp)
+
+
+def _row_tiles(ir: _Ir, rows: int, R: int, tile) -> None:  # noqa: N803
+    """tile(R, r) for the full R-row tiles of ``rows`` (a loop), then tile(rest, r)."""
+    full = rows // R
+    if full:
+        rt, _, close_r = ir.loop("0", str(full))
+        tile(R, ir.v(f"mul i64 {rt}, {R}"))
+        close_r()
+    if rows % R:
+        tile(rows % R, str(full * R))
+
+
+def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
+    """The int8 dot-product kernel of a q.conv / q.conv_rq (see the section comment)."""
+    N, G, Mg = sp.batch, sp.groups, sp.out_per_group
+    P = _prod(sp.out_shape)
     K, M, Kp = sp.reduction, G * Mg, _kpad(sp)
     NQ, KT = K // 4, K % 4
     NP = -(-P // DNR)
     items = N * G * NP
-    xsz, _ = DTYPE_INFO[sp.x_dtype]
-    osz, _ = DTYPE_INFO[sp.y_dtype]
-    oty = f"i{8 * osz}"
     half = _dot_half(sp)
     ir = _Ir()
     ir.decls.add(DPBUSD_DECL)
@@ -827,32 +912,14 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
     panel = ir.v(f"getelementptr i8, ptr {kmaj}, i64 {half}")
     lo, hi = _part_range(ir, items)
     it, _, close_it = ir.loop(lo, hi)
-    ng = ir.v(f"udiv i64 {it}, {NP}")
-    pj = ir.v(f"urem i64 {it}, {NP}")
-    n = ir.v(f"udiv i64 {ng}, {G}")
-    g = ir.v(f"urem i64 {ng}, {G}")
-    p0 = ir.v(f"mul i64 {pj}, {DNR}")
-    ncols = ir.v(f"sub i64 {P}, {p0}")
-    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'mul i64 {g}, {Cg}')}")
-    xo = ir.v(f"mul i64 {ch}, {HW * xsz}")
-    xb = _gep(ir, "%base", ir.v(f"add i64 {xo}, {sp.x_addr}"))
-    colmask, starts = _window_starts(ir, sp, p0, DNR)
-    _pack_columns(ir, sp, xb, p0, colmask, starts, kmaj, "i8", 1, DNR, u8_zp=dp.x_zp_u8)
-    for k in range(K, Kp):  # the last group's missing k: zero bytes
-        ir.emit(f"store <16 x i8> zeroinitializer, ptr "
-                f"{ir.v(f'getelementptr i8, ptr {kmaj}, i64 {k * DNR}')}, align 16")
+    n, g, pj = _dot_item(ir, it, NP, G)
+    p0, ncols, colmask = _dot_columns(ir, sp, n, g, pj, kmaj, "i8", 1, dp.x_zp_u8)
     # interleave: panel[q][c][j] = kmaj[4q + j][c]
     q, _, close_q = ir.loop("0", str(Kp // 4))
     src = ir.v(f"getelementptr i8, ptr {kmaj}, i64 {ir.v(f'mul i64 {q}, {4 * DNR}')}")
     rows = [ir.v(f"load <16 x i8>, ptr {ir.v(f'getelementptr i8, ptr {src}, i64 {16 * j}')}, "
                  f"align 16") for j in range(4)]
-    ab = ir.v(f"shufflevector <16 x i8> {rows[0]}, <16 x i8> {rows[1]}, "
-              f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
-    cd = ir.v(f"shufflevector <16 x i8> {rows[2]}, <16 x i8> {rows[3]}, "
-              f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
-    inter = [16 * j + c for c in range(DNR) for j in range(4)]
-    v = ir.v(f"shufflevector <32 x i8> {ab}, <32 x i8> {cd}, "
-             f"<64 x i32> {_vconst(64, inter, 'i32')}")
+    v = _interleave4(ir, rows)
     ir.emit(f"store <64 x i8> {v}, ptr {_gep(ir, panel, ir.v(f'mul i64 {q}, 64'))}, "
             "align 64")
     close_q()
@@ -910,41 +977,10 @@ def gen_conv_dot(sp: ConvSpec, dp: DotPlan, fname: str) -> tuple[str, set[str]]:
         m = ir.v(f"add i64 {ir.v(f'add i64 {m0g}, {r}')}, {i}")
         a = ir.v(f"load <16 x i32>, ptr {_gep(ir, accs, ir.v(f'mul i64 {i}, 64'))}, align 64")
         a = ir.v(f"sext <16 x i32> {a} to <16 x i64>")
-        cp = ir.v(f"getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {m}")
-        c = ir.v(f"load i64, ptr {cp}, align 8")
-        if sp.bias_addr is not None:
-            bsz, bsig = DTYPE_INFO[sp.bias_dtype]
-            bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
-            b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
-            if bsz < 8:
-                b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
-            c = ir.v(f"add i64 {c}, {b}")
-        a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
-        if cs is not None:
-            a = ir.v(f"sub <16 x i64> {a}, {cs}")
-        val = a
-        if sp.epilogue is not None:
-            vecs = {"acc": a}
-            if sp.res_addr is not None:
-                row = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
-                ro = ir.v(f"add i64 {row}, {p0}")
-                vecs["res"] = _load_res(ir, sp, ro, colmask, 16)
-            val = VecExpr(ir, 16, vecs, [m]).val(sp.epilogue)
-        if osz < 8:
-            val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
-        yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
-        yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
-        yo = ir.v(f"add i64 {yo}, {sp.y_addr}")
-        _store_cols(ir, val, oty, osz, _gep(ir, "%base", yo), ncols, parkp)
+        _dot_row_out(ir, sp, a, m, corr, nM, p0, colmask, ncols, parkp, cs)
         close_i()
 
-    full = Mg // DMR
-    if full:
-        rt, _, close_r = ir.loop("0", str(full))
-        tile(DMR, ir.v(f"mul i64 {rt}, {DMR}"))
-        close_r()
-    if Mg % DMR:
-        tile(Mg % DMR, str(full * DMR))
+    _row_tiles(ir, Mg, DMR, tile)
     close_it()
     head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
@@ -1006,16 +1042,12 @@ def conv_dot16_scratch_bytes(sp: ConvSpec) -> int:
 
 def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[str]]:
     """The 16-bit dot-product kernel of a q.conv / q.conv_rq (see the section comment)."""
-    from opmlc.backend.llvmgen import VecExpr
-
-    N, C, G, Mg, Cg = sp.batch, sp.channels, sp.groups, sp.out_per_group, sp.in_per_group
-    HW, P = _prod(sp.in_shape), _prod(sp.out_shape)
+    N, G, Mg = sp.batch, sp.groups, sp.out_per_group
+    P = _prod(sp.out_shape)
     K, M, Kp = sp.reduction, G * Mg, _kpad(sp)
     NQ = Kp // 4
     NP = -(-P // DNR)
     items = N * G * NP
-    osz, _ = DTYPE_INFO[sp.y_dtype]
-    oty = f"i{8 * osz}"
     ir = _Ir()
     ir.decls.add(DPBUSD_DECL)
     ir.decls.add("declare <32 x i16> @llvm.masked.load.v32i16.p0(ptr, i32 immarg, <32 x i1>, "
@@ -1033,10 +1065,7 @@ def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[st
     wl = _gep(ir, wh, str(Mg * Kp))
     lo, hi = _part_range(ir, items)
     it, (last,), close_it = ir.loop(lo, hi, [("i64", "-1")])
-    ng = ir.v(f"udiv i64 {it}, {NP}")
-    pj = ir.v(f"urem i64 {it}, {NP}")
-    n = ir.v(f"udiv i64 {ng}, {G}")
-    g = ir.v(f"urem i64 {ng}, {G}")
+    n, g, pj = _dot_item(ir, it, NP, G)
     # the group's weights split into bytes when this part's previous item had another
     sw, sd = ir.label("sw"), ir.label("sd")
     ir.emit(f"br i1 {ir.v(f'icmp ne i64 {g}, {last}')}, label %{sw}, label %{sd}")
@@ -1069,15 +1098,7 @@ def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[st
     close_r()
     ir.emit(f"br label %{sd}")
     ir.lines.append(f"{sd}:")
-    p0 = ir.v(f"mul i64 {pj}, {DNR}")
-    ncols = ir.v(f"sub i64 {P}, {p0}")
-    ch = ir.v(f"add i64 {ir.v(f'mul i64 {n}, {C}')}, {ir.v(f'mul i64 {g}, {Cg}')}")
-    xb = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {ch}, {HW * 2}')}, {sp.x_addr}"))
-    colmask, starts = _window_starts(ir, sp, p0, DNR)
-    _pack_columns(ir, sp, xb, p0, colmask, starts, kmaj, "i16", 2, DNR, u8_zp=dp.x_zp_u16)
-    for k in range(K, Kp):  # the last group's missing k: zero words
-        ir.emit(f"store <16 x i16> zeroinitializer, ptr "
-                f"{ir.v(f'getelementptr i8, ptr {kmaj}, i64 {k * DNR * 2}')}, align 32")
+    p0, ncols, colmask = _dot_columns(ir, sp, n, g, pj, kmaj, "i16", 2, dp.x_zp_u16)
     # split and interleave: ph[q][c][j] = kmaj[4q + j][c] >> 8, pl the low bytes; the
     # columns' sums Cs = 256 sum(ph) + sum(pl) against bytes of ones
     ones = _splat_bytes(ir, str(0x01010101))
@@ -1090,13 +1111,7 @@ def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[st
         sh8 = _vconst(16, 8, "i16")
         bs = [ir.v(f"trunc <16 x i16> {ir.v(f'lshr <16 x i16> {v}, {sh8}')} to <16 x i8>")
               if hi_byte else ir.v(f"trunc <16 x i16> {v} to <16 x i8>") for v in rows]
-        ab = ir.v(f"shufflevector <16 x i8> {bs[0]}, <16 x i8> {bs[1]}, "
-                  f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
-        cd = ir.v(f"shufflevector <16 x i8> {bs[2]}, <16 x i8> {bs[3]}, "
-                  f"<32 x i32> {_vconst(32, list(range(32)), 'i32')}")
-        inter = [16 * j + c for c in range(DNR) for j in range(4)]
-        v = ir.v(f"shufflevector <32 x i8> {ab}, <32 x i8> {cd}, "
-                 f"<64 x i32> {_vconst(64, inter, 'i32')}")
+        v = _interleave4(ir, bs)
         ir.emit(f"store <64 x i8> {v}, ptr {_gep(ir, dst, ir.v(f'mul i64 {q}, 64'))}, "
                 "align 64")
         nxt.append(ir.v(f"call <16 x i32> {DPBUSD}(<16 x i32> {acc}, <64 x i8> {v}, "
@@ -1105,7 +1120,8 @@ def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[st
     csh64 = ir.v(f"sext <16 x i32> {csh} to <16 x i64>")
     cs = ir.v(f"add <16 x i64> {ir.v(f'shl <16 x i64> {csh64}, {_vconst(16, 8)}')}, "
               f"{ir.v(f'sext <16 x i32> {csl} to <16 x i64>')}")
-    colterm = ir.v(f"mul <16 x i64> {cs}, {_vconst(16, 128 - sp.w_zp)}")
+    # sum_k xu w - w_zp Cs = 65536 A + 256 B + C + (128 - w_zp) Cs: minus this
+    colterm = ir.v(f"mul <16 x i64> {cs}, {_vconst(16, sp.w_zp - 128)}")
     m0g = ir.v(f"mul i64 {g}, {Mg}")
     nM = ir.v(f"mul i64 {n}, {M}")
 
@@ -1143,39 +1159,10 @@ def gen_conv_dot16(sp: ConvSpec, dp: Dot16Plan, fname: str) -> tuple[str, set[st
         a = ir.v(f"shl <16 x i64> {part(0)}, {_vconst(16, 16)}")
         a = ir.v(f"add <16 x i64> {a}, {ir.v(f'shl <16 x i64> {part(1)}, {_vconst(16, 8)}')}")
         a = ir.v(f"add <16 x i64> {a}, {part(2)}")
-        a = ir.v(f"add <16 x i64> {a}, {colterm}")
-        c = ir.v(f"load i64, ptr {ir.v(f'getelementptr [{M} x i64], ptr {corr}, i64 0, i64 {m}')}, "
-                 "align 8")
-        if sp.bias_addr is not None:
-            bsz, bsig = DTYPE_INFO[sp.bias_dtype]
-            bo = ir.v(f"add i64 {ir.v(f'mul i64 {m}, {bsz}')}, {sp.bias_addr}")
-            b = ir.v(f"load i{8 * bsz}, ptr {_gep(ir, '%base', bo)}, align {bsz}")
-            if bsz < 8:
-                b = ir.v(f"{_ext(bsig)} i{8 * bsz} {b} to i64")
-            c = ir.v(f"add i64 {c}, {b}")
-        a = ir.v(f"add <16 x i64> {a}, {ir.splat('i64', 16, c)}")
-        val = a
-        if sp.epilogue is not None:
-            vecs = {"acc": a}
-            if sp.res_addr is not None:
-                row = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
-                vecs["res"] = _load_res(ir, sp, ir.v(f"add i64 {row}, {p0}"), colmask, 16)
-            val = VecExpr(ir, 16, vecs, [m]).val(sp.epilogue)
-        if osz < 8:
-            val = ir.v(f"trunc <16 x i64> {val} to <16 x {oty}>")
-        yo = ir.v(f"mul i64 {ir.v(f'add i64 {nM}, {m}')}, {P}")
-        yo = ir.v(f"mul i64 {ir.v(f'add i64 {yo}, {p0}')}, {osz}")
-        _store_cols(ir, val, oty, osz, _gep(ir, "%base", ir.v(f"add i64 {yo}, {sp.y_addr}")),
-                    ncols, parkp)
+        _dot_row_out(ir, sp, a, m, corr, nM, p0, colmask, ncols, parkp, colterm)
         close_i()
 
-    full = Mg // D16R
-    if full:
-        rt, _, close_rt = ir.loop("0", str(full))
-        tile(D16R, ir.v(f"mul i64 {rt}, {D16R}"))
-        close_rt()
-    if Mg % D16R:
-        tile(Mg % D16R, str(full * D16R))
+    _row_tiles(ir, Mg, D16R, tile)
     close_it([g])
     head = [f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{", "entry:"]
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
