@@ -1,7 +1,7 @@
 """GPT-2 small at real size (issue 11 part 3): compile, native latency vs onnxruntime, VM
 steps, and a node disputed on the fast VM.
 
-    .venv/bin/python bench/bench_gpt2.py [--onnx PATH] [--schemes fixed,int8]
+    .venv/bin/python bench/bench_gpt2.py [--onnx PATH] [--schemes fixed,int8,fixed16]
         [--threads 1,2] [--runs 5] [--no-largest]
 
 The model is ``scripts/make_models.py``'s ``gpt2_small``: GPT-2 small's architecture
@@ -118,7 +118,9 @@ def child_compile(a) -> dict:
         if "lowered " not in msg:
             print(f"    [{a.scheme} {time.perf_counter() - t0:5.1f} s] {msg}", flush=True)
 
-    art = api.compile(a.onnx, scheme=a.scheme, progress=say)
+    # "fixed16": the fixed scheme with i16 activations (--act-dtype i16)
+    art = api.compile(a.onnx, scheme=a.scheme.removesuffix("16"), progress=say,
+                      act_dtype="i16" if a.scheme == "fixed16" else None)
     secs = time.perf_counter() - t0
     art.save(a.work / f"gpt2_{a.scheme}.opvm")
     return {"compile_s": secs, "peak_gib": peak_gib(), "nodes": len(art.meta["nodes"]),

@@ -380,3 +380,29 @@ def test_jit_part_disposes_its_engine_before_its_context(monkeypatch: pytest.Mon
     del part
     gc.collect()
     assert order == ["engine", "context"]
+
+
+@pytest.mark.parametrize("keep_shape", [(1, 1, 64, 64), (1, 4, 1, 64)])
+def test_masked_softmax_rows_split(keep_shape) -> None:
+    """A masked softmax over (1, 4, 64, 64) (a batch of 1: the top loop has one
+    iteration) splits its 256 rows over the threads (Kernel.collapse: the row levels
+    flattened); ref == native at 1, 2 and 3 threads == VM, every root the same."""
+    from test_backend_hypothesis import one_node
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(-5000, 5000, (1, 4, 64, 64)).astype(np.int16)
+    keep = (rng.random(keep_shape) < 0.7).astype(np.uint8)
+    table = np.sort(rng.integers(0, 1 << 30, 20)).astype(np.int32)
+    g, ins = one_node("q.softmax", {"x": x, "k": keep}, {
+        "axis": 3, "lo": -19 * 256, "step_bits": 8, "out_bits": 12, "zp": -3,
+        "dtype": "i16"}, {"t": table}, ("x", "t", "k"))
+    art = compile_graph(g)
+    assert "urem i64" in art.llvm_ir  # the flattened rows' digits
+    prog = Program(art)
+    assert prog._split_flags() == b"\x01"  # noqa: SLF001 - split by the driver
+    ref = evaluate_int(g, ins)["y0"]
+    vm = prog.run(ins, "vm", trace=True)
+    np.testing.assert_array_equal(vm.outputs["y0"], ref)
+    for r in run_threads(prog, ins, (1, 2, 3)):
+        np.testing.assert_array_equal(r.outputs["y0"], ref)
+        assert (r.node_roots, r.state_root) == (vm.node_roots, vm.state_root)

@@ -197,12 +197,18 @@ class Kernel:
     addresses and zero points: :class:`ConvSpec`) from which ``llvmgen`` emits a tiled,
     vectorised kernel (``convgen``) instead of rendering ``body``; it must write exactly
     the bytes ``body`` writes (tests/test_native*.py check it). The VM always runs
-    ``body``."""
+    ``body``.
+
+    ``collapse``: the first ``collapse`` levels of the top-level loop nest (each level's
+    body the next loop alone) are independent too: a parallel native kernel splits their
+    flattened iterations, not only the first level's (a masked softmax's rows under a
+    batch of 1)."""
 
     name: str
     body: list[Stmt] = field(default_factory=list)
     parallel: bool = False
     native: ConvSpec | MatSpec | None = None
+    collapse: int = 0
 
 
 # ---------------------------------------------------------------- expression builders

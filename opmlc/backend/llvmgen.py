@@ -212,6 +212,13 @@ class _Fn:
     def loop(self, s: Loop, top: bool) -> None:
         if s.extent <= 0:
             return
+        if top and self.k.parallel and self.k.collapse > 1:
+            levels = [s]
+            while len(levels) < self.k.collapse and len(levels[-1].body) == 1 and \
+                    isinstance(levels[-1].body[0], Loop) and levels[-1].body[0].extent > 0:
+                levels.append(levels[-1].body[0])
+            if len(levels) > 1:
+                return self.collapsed_loop(levels)
         head, body, done = self.label("h"), self.label("b"), self.label("e")
         cur = self.label("p")
         if top and self.k.parallel:
@@ -238,6 +245,39 @@ class _Fn:
         self.ins(f"br label %{latch}")
         self.lines.append(f"{latch}:")
         self.ins(f"{nxt} = add i64 {i}, 1")
+        self.ins(f"br label %{head}")
+        self.lines.append(f"{done}:")
+
+    def collapsed_loop(self, levels: list[Loop]) -> None:
+        """The perfect nest ``levels`` as one loop over their flattened iterations f, split
+        over the parts like a top-level loop: each level's index is a digit of f."""
+        total = 1
+        for lv in levels:
+            total *= lv.extent
+        lo = self.bin("sdiv", self.bin("mul", str(total), "%part"), "%nparts")
+        hi = self.bin("sdiv", self.bin("mul", str(total), self.bin("add", "%part", "1")),
+                      "%nparts")
+        head, body, done = self.label("h"), self.label("b"), self.label("e")
+        cur, latch = self.label("p"), self.label("l")
+        self.ins(f"br label %{cur}")
+        self.lines.append(f"{cur}:")
+        self.ins(f"br label %{head}")
+        self.lines.append(f"{head}:")
+        f, nxt = self.tmp(), self.tmp()
+        self.ins(f"{f} = phi i64 [ {lo}, %{cur} ], [ {nxt}, %{latch} ]")
+        self.ins(f"br i1 {self.icmp('slt', f, hi)}, label %{body}, label %{done}")
+        self.lines.append(f"{body}:")
+        digits, rest = [], f
+        for lv in reversed(levels):
+            digits.append(self.bin("urem", rest, str(lv.extent)))
+            rest = self.bin("udiv", rest, str(lv.extent))
+        self.idx.extend(reversed(digits))
+        for b in levels[-1].body:
+            self.stmt(b)
+        del self.idx[-len(levels):]
+        self.ins(f"br label %{latch}")
+        self.lines.append(f"{latch}:")
+        self.ins(f"{nxt} = add i64 {f}, 1")
         self.ins(f"br label %{head}")
         self.lines.append(f"{done}:")
 

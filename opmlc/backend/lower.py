@@ -950,7 +950,8 @@ def _qsoftmax_masked(node: Node, ctx: Ctx) -> Kernel:
         Loop(n, (Let("m", smax(Var("m"), cmov(xv, kv, Const(-(1 << 63))))),)),
         Let("s", Const(0)), Loop(n, (*l1, Let("s", add(Var("s"), e1)))),
         Loop(n, (*l2, Store(yt.dtype, y_addr, out)))])
-    return Kernel("", body, parallel=True)
+    # every row (all the non-axis levels) is independent: split them, not just the batch
+    return Kernel("", body, parallel=True, collapse=len(outer))
 
 
 @lowering("q.layer_norm", "q.rms_norm")
