@@ -74,9 +74,11 @@ def model_dims(path: Path) -> tuple[int, int]:
     return dims[1], dims[2]  # logits [1, ctx, vocab]
 
 
-def interleaved_ms(fns: dict, runs: int) -> dict:
+def interleaved_ms(fns: dict, runs: int, settle: tuple[str, ...] = ("ort",)) -> dict:
     """Median ms of each callable, run in turn round by round after two warm-up rounds: on
-    a shared machine whose load drifts, every configuration sees the same load."""
+    a shared machine whose load drifts, every configuration sees the same load. After
+    each ``settle`` callable (onnxruntime: its pool threads spin a while after a run, on
+    the cores the next configuration wants) the round pauses 0.2 s."""
     ts: dict = {k: [] for k in fns}
     for rnd in range(runs + 2):
         for k, fn in fns.items():
@@ -84,6 +86,8 @@ def interleaved_ms(fns: dict, runs: int) -> dict:
             fn()
             if rnd >= 2:
                 ts[k].append(time.perf_counter() - t)
+            if k in settle:
+                time.sleep(0.2)
     return {k: 1e3 * statistics.median(v) for k, v in ts.items()}
 
 
