@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_backend_hypothesis import one_node
+from test_native import _rand
 from test_native_dot import _build, assert_engines_agree
 
 from opmlc.backend.compile import compile_graph
@@ -98,3 +101,85 @@ def test_dw_plan_rule() -> None:
     assert dw_plan(replace(sp, x_dtype="i32", x_zp=0, w_absmax=1)).wide
     big = replace(sp, in_shape=(2000, 2000), out_shape=(2000, 2000))
     assert dw_plan(big) is None and DW_MAX_PLANE < 2000 * 2000 * 4
+
+
+@st.composite
+def pool_case(draw):
+    nd = draw(st.sampled_from([1, 2, 2]))
+    kern = [draw(st.integers(1, 4)) for _ in range(nd)]
+    s = [draw(st.integers(1, 3)) for _ in range(nd)]
+    d = [draw(st.integers(1, 2)) for _ in range(nd)]
+    pads = [draw(st.integers(0, kern[i % nd] - 1)) for i in range(2 * nd)]  # ONNX: < kernel
+    W = draw(st.sampled_from([1, 3, DWL - 1, DWL, DWL + 1, 2 * DWL + 5]))
+    H = [draw(st.integers(1, 9)), W] if nd == 2 else [W]
+    H = [max(H[i], d[i] * (kern[i] - 1) + 1) for i in range(nd)]
+    return dict(nd=nd, kern=kern, s=s, d=d, pads=pads, H=H,
+                N=draw(st.integers(1, 2)), C=draw(st.integers(1, 5)),
+                dtype=draw(st.sampled_from(["i8", "u8", "i16", "i32", "i64"])),
+                ceil=draw(st.integers(0, 1)), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _pool_graph(c: dict):
+    rng = np.random.default_rng(c["seed"])
+    x = _rand(rng, c["dtype"], (c["N"], c["C"], *c["H"]))
+    return one_node("q.max_pool", {"x": x}, {
+        "kernel_shape": c["kern"], "strides": c["s"], "dilations": c["d"], "pads": c["pads"],
+        "ceil_mode": c["ceil"]})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(c=pool_case())
+def test_max_pool_stencil(c: dict) -> None:
+    """q.max_pool on the native stencil (gen_pool_max) when every window holds a position
+    inside x, on the loop nest otherwise: ref == native (1 and 2 threads) == VM, every
+    root, for every dtype, padding, dilation, stride and ceil mode."""
+    from opmlc.backend.convgen import POOL_MARK, pool_plan
+    from opmlc.backend.kernel import PoolSpec
+    from opmlc_runtime.engines import Program
+
+    g, x = _pool_graph(c)
+    ref = evaluate_int(g, x)["y0"]
+    art = compile_graph(g)
+    nd = c["nd"]
+    yshape = g.types["y0"].shape
+    spec = PoolSpec(batch=c["N"], channels=c["C"], kernel_shape=tuple(c["kern"]),
+                    in_shape=tuple(c["H"]), out_shape=tuple(yshape[2:]),
+                    strides=tuple(c["s"]), dilations=tuple(c["d"]), pads=tuple(c["pads"][:nd]),
+                    x_addr=0, x_dtype=c["dtype"], y_addr=0, y_dtype=c["dtype"])
+    stencil = pool_plan(spec) is not None
+    assert (POOL_MARK in art.llvm_ir) is stencil
+    runs = []
+    for t in (1, 2):
+        from opmlc_runtime import native
+
+        native.set_threads(t)
+        try:
+            runs.append(Program(art).run(x, "native", trace=True))
+        finally:
+            native.set_threads(None)
+    vm = Program(art).run(x, "vm", trace=True)
+    for r in (*runs, vm):
+        np.testing.assert_array_equal(r.outputs["y0"], ref)
+        assert (r.node_roots, r.state_root) == (vm.node_roots, vm.state_root)
+
+
+def test_max_pool_resnet_stem() -> None:
+    """ResNet's 3x3 / 2 max pool over 64 x 112 x 112 int8 (split over the threads by the
+    driver): the stencil, ref == native at 1 and 2 threads."""
+    c = dict(nd=2, kern=[3, 3], s=[2, 2], d=[1, 1], pads=[1, 1, 1, 1], H=[112, 112], N=1,
+             C=64, dtype="i8", ceil=0, seed=7)
+    g, x = _pool_graph(c)
+    ref = evaluate_int(g, x)["y0"]
+    art = compile_graph(g)
+    assert "icmp sgt <16 x i32>" in art.llvm_ir
+    from opmlc_runtime import native
+    from opmlc_runtime.engines import Program
+
+    for t in (1, 2):
+        native.set_threads(t)
+        try:
+            prog = Program(art)
+            assert prog._split_flags() == b"\x01"  # noqa: SLF001
+            np.testing.assert_array_equal(prog.run(x, "native").outputs["y0"], ref)
+        finally:
+            native.set_threads(None)

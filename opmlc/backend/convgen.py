@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opmlc.backend.kernel import DTYPE_INFO, ConvSpec, Kernel, MatSpec
+from opmlc.backend.kernel import DTYPE_INFO, ConvSpec, Kernel, MatSpec, PoolSpec
 
 # ---------------------------------------------------------------- native contractions
 #
@@ -1358,6 +1358,130 @@ def gen_conv_dw(sp: ConvSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
     return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
 
 
+# ---------------------------------------------------------------- max pool
+#
+# A q.max_pool (:class:`PoolSpec`) as the depthwise stencil's shape of loop (the same
+# plane geometry, :func:`dw_plan`'s): a work item is one (image, channel) plane, copied
+# into scratch widened to the lane type with every padding and past-the-row position at
+# the dtype's minimum (never above a value inside the window), then DWL-column vectors
+# take the max over the unrolled taps and are stored narrowed. Exact: the max of the
+# window's values inside x, as the VM's cmov(-2^63) loop, when every window holds one
+# position inside x (checked, else the loop nest).
+
+
+POOL_MARK = "; opmlc max-pool stencil"
+
+
+def _covered(o_n: int, k: int, s: int, d: int, pad: int, h: int) -> bool:
+    """Every output position o < o_n along an axis has a tap o s - pad + j d inside [0, h)."""
+    return all(any(0 <= o * s - pad + j * d < h for j in range(k)) for o in range(o_n))
+
+
+def pool_plan(ps: PoolSpec) -> DwPlan | None:
+    """The stencil plan of a max pool (lanes: i32 for words up to 32 bits, else i64)."""
+    nd = len(ps.kernel_shape)
+    if nd not in (1, 2) or max(ps.strides) > DW_MAX_STRIDE or _prod(ps.out_shape) == 0 or \
+            _prod(ps.kernel_shape) > DW_MAX_K or ps.x_dtype == "bool":
+        return None
+    if not all(_covered(ps.out_shape[i], ps.kernel_shape[i], ps.strides[i], ps.dilations[i],
+                        ps.pads[i], ps.in_shape[i]) for i in range(nd)):
+        return None
+    dims = _as_2d(ps)
+    (KH, KW), _, (OH, OW), (SH, SW), (DH, DW), _ = dims
+    plan = DwPlan(wide=DTYPE_INFO[ps.x_dtype][0] == 8,
+                  rows=(OH - 1) * SH + (KH - 1) * DH + 1,
+                  cols=-(-OW // DWL) * DWL * SW + (KW - 1) * DW, dims=dims)
+    return plan if plan.plane_bytes <= DW_MAX_PLANE else None
+
+
+def gen_pool_max(ps: PoolSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
+    """The max-pool stencil kernel (see the section comment)."""
+    (KH, KW), (H, W), (OH, OW), (SH, SW), (DH, DW), (PT, PL) = dp.dims
+    P, Hp, Wp = OH * OW, dp.rows, dp.cols
+    NCH = -(-OW // DWL)
+    xsz, xsig = DTYPE_INFO[ps.x_dtype]
+    osz, _ = DTYPE_INFO[ps.y_dtype]
+    xty, oty = f"i{8 * xsz}", f"i{8 * osz}"
+    lty = "i64" if dp.wide else "i32"
+    esz = dp.esz
+    vt = f"<{DWL} x {lty}>"
+    low = _drange(ps.x_dtype)[0]
+    ir = _Ir()
+    ir.decls.add(f"declare <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr, i32 immarg, "
+                 f"<{DWL} x i1>, <{DWL} x {xty}>)")
+    plane = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {conv_dw_scratch_bytes(dp)}"))
+    parkp = _gep(ir, plane, str(dp.plane_bytes + 64 * esz // 4))
+    iota = _vconst(DWL, list(range(DWL)))
+    fill = _vconst(DWL, low, lty)
+    lo, hi = _part_range(ir, ps.batch * ps.channels)
+    it, _, close_it = ir.loop(lo, hi)
+    xc = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {it}, {H * W * xsz}')}, "
+                                f"{ps.x_addr}"))
+    # the plane at the minimum (and DWL lanes of slack), then x's rows
+    nfill = -(-(Hp * Wp + DWL) // DWL)
+    f, _, close_f = ir.loop("0", str(nfill))
+    ir.emit(f"store {vt} {fill}, ptr {_gep(ir, plane, ir.v(f'mul i64 {f}, {DWL * esz}'))}, "
+            f"align {esz}")
+    close_f()
+    ncopy = min(W, Wp - PL)
+    if ncopy > 0 and min(H, Hp - PT) > 0:
+        ih, _, close_ih = ir.loop("0", str(min(H, Hp - PT)))
+        src = _gep(ir, xc, ir.v(f"mul i64 {ih}, {W * xsz}"))
+        r0 = ir.v(f"add i64 {ir.v(f'mul i64 {ih}, {Wp}')}, {PT * Wp + PL}")
+        dst = _gep(ir, plane, ir.v(f"mul i64 {r0}, {esz}"))
+        c, _, close_c = ir.loop("0", str(-(-ncopy // DWL)))
+        c0 = ir.v(f"mul i64 {c}, {DWL}")
+        lanes = ir.v(f"add <{DWL} x i64> {ir.splat('i64', DWL, c0)}, {iota}")
+        mask = ir.v(f"icmp slt <{DWL} x i64> {lanes}, {_vconst(DWL, ncopy)}")
+        xv = ir.v(f"call <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr "
+                  f"{_gep(ir, src, ir.v(f'mul i64 {c0}, {xsz}'))}, i32 {xsz}, <{DWL} x i1> "
+                  f"{mask}, <{DWL} x {xty}> zeroinitializer)")
+        if xsz < esz:
+            xv = ir.v(f"{_ext(xsig)} <{DWL} x {xty}> {xv} to {vt}")
+        xv = ir.v(f"select <{DWL} x i1> {mask}, {vt} {xv}, {vt} {fill}")
+        ir.emit(f"store {vt} {xv}, ptr {_gep(ir, dst, ir.v(f'mul i64 {c0}, {esz}'))}, "
+                f"align {esz}")
+        close_c()
+        close_ih()
+    oh, _, close_oh = ir.loop("0", str(OH))
+    rowp = _gep(ir, plane, ir.v(f"mul i64 {oh}, {SH * Wp * esz}"))
+    cj, _, close_cj = ir.loop("0", str(NCH))
+    ow0 = ir.v(f"mul i64 {cj}, {DWL}")
+    colp = _gep(ir, rowp, ir.v(f"mul i64 {cj}, {DWL * SW * esz}"))
+    acc = None
+    for t in range(KH * KW):
+        jh, jw = divmod(t, KW)
+        tp = _gep(ir, colp, str((jh * DH * Wp + jw * DW) * esz))
+        if SW == 1:
+            v = ir.v(f"load {vt}, ptr {tp}, align {esz}")
+        else:
+            wt = f"<{DWL * SW} x {lty}>"
+            wide = ir.v(f"load {wt}, ptr {tp}, align {esz}")
+            v = ir.v(f"shufflevector {wt} {wide}, {wt} poison, "
+                     f"<{DWL} x i32> {_vconst(DWL, [SW * i for i in range(DWL)], 'i32')}")
+        if acc is None:
+            acc = v
+        else:
+            gt = ir.v(f"icmp sgt {vt} {v}, {acc}")
+            acc = ir.v(f"select <{DWL} x i1> {gt}, {vt} {v}, {vt} {acc}")
+    val = acc
+    if osz * 8 < int(lty[1:]):
+        val = ir.v(f"trunc {vt} {val} to <{DWL} x {oty}>")
+    elif osz * 8 > int(lty[1:]):
+        val = ir.v(f"sext {vt} {val} to <{DWL} x {oty}>")
+    p0 = ir.v(f"add i64 {ir.v(f'mul i64 {oh}, {OW}')}, {ow0}")
+    ye = ir.v(f"add i64 {ir.v(f'mul i64 {it}, {P}')}, {p0}")
+    yo = ir.v(f"add i64 {ir.v(f'mul i64 {ye}, {osz}')}, {ps.y_addr}")
+    _store_cols(ir, val, oty, osz, _gep(ir, "%base", yo), ir.v(f"sub i64 {OW}, {ow0}"),
+                parkp, DWL)
+    close_cj()
+    close_oh()
+    close_it()
+    head = [POOL_MARK, f"define void @{fname}(ptr %base, i64 %part, i64 %nparts) {{",
+            "entry:"]
+    return "\n".join(head + ir.lines + ["  ret void", "}"]), ir.decls
+
+
 # ---------------------------------------------------------------- vector matmul
 #
 # A q.matmul / q.matmul_rq (:class:`MatSpec`) as MNR-column row strips: a work item is one
@@ -1787,6 +1911,12 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     sp = kernel.native
     if sp is None:
         return None
+    if isinstance(sp, PoolSpec):
+        pp = pool_plan(sp)
+        if pp is None:
+            return None
+        text, decls = gen_pool_max(sp, pp, fname)
+        return text, decls, conv_dw_scratch_bytes(pp)
     if isinstance(sp, MatSpec):
         mp = mat_dot_plan(sp)
         if mp is not None:
@@ -1816,9 +1946,10 @@ def gen_native(kernel: Kernel, fname: str) -> tuple[str, set[str], int] | None:
     return text, decls, conv_scratch_bytes(sp)
 
 
-__all__ = ["DPBUSD", "DW_MARK", "Dot16Plan", "DotPlan", "DwPlan", "FloatPlan", "MAX_PARTS",
-           "SCRATCH", "conv_dot16_scratch_bytes", "conv_dot_scratch_bytes",
+__all__ = ["DPBUSD", "DW_MARK", "POOL_MARK", "Dot16Plan", "DotPlan", "DwPlan", "FloatPlan",
+           "MAX_PARTS", "SCRATCH", "conv_dot16_scratch_bytes", "conv_dot_scratch_bytes",
            "conv_dw_scratch_bytes", "conv_float_scratch_bytes",
            "conv_scratch_bytes", "dot16_plan", "dot_plan", "dw_plan", "float_plan", "gen_conv_dot",
-           "gen_conv_dw", "gen_conv", "gen_conv_float", "gen_matmul_dot", "gen_native",
+           "gen_conv_dw", "gen_conv", "gen_pool_max", "pool_plan", "gen_conv_float",
+           "gen_matmul_dot", "gen_native",
            "mat_dot_plan", "mat_dot_scratch_bytes", "MatDotPlan"]

@@ -162,6 +162,26 @@ class ConvSpec:
 
 
 @dataclass(frozen=True)
+class PoolSpec:
+    """A q.max_pool node described for its native stencil (``convgen.gen_pool_max``):
+    y[n, c, o] = max over the window's positions i = o * stride - pad + j * dilation that
+    lie inside x of x[n, c, i] (every window holds one: convgen checks)."""
+
+    batch: int
+    channels: int
+    kernel_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[int, ...]           # padding before each spatial axis
+    x_addr: int
+    x_dtype: str
+    y_addr: int
+    y_dtype: str
+
+
+@dataclass(frozen=True)
 class MatSpec:
     """A q.matmul (q.matmul_rq) node described for its vectorised native kernel
     (``opmlc.backend.convgen.gen_matmul``), in the loop nest's own terms: levels
@@ -207,7 +227,7 @@ class Kernel:
     name: str
     body: list[Stmt] = field(default_factory=list)
     parallel: bool = False
-    native: ConvSpec | MatSpec | None = None
+    native: ConvSpec | MatSpec | PoolSpec | None = None
     collapse: int = 0
 
 
@@ -319,7 +339,7 @@ def walk_exprs(stmts: list[Stmt] | tuple[Stmt, ...]):
 
 __all__ = [
     "Addr", "Const", "ConvSpec", "DTYPE_INFO", "E", "Expr", "Idx", "Kernel", "Let", "Load",
-    "MatSpec",
+    "MatSpec", "PoolSpec",
     "Loop", "Op", "OPS", "R_OPS", "Stmt", "Store", "Var", "add", "cmov", "eval_op", "mul",
     "op", "saturate", "smax", "smin", "sub", "walk_exprs",
 ]

@@ -27,6 +27,7 @@ from opmlc.backend.kernel import (
     Load,
     Loop,
     MatSpec,
+    PoolSpec,
     Stmt,
     Store,
     Var,
@@ -866,8 +867,19 @@ def _pool(node: Node, ctx: Ctx, init: Expr, step: Callable[[Expr, Expr, Expr | N
 @lowering("q.max_pool")
 def _qmax_pool(node: Node, ctx: Ctx) -> Kernel:
     lo = -(1 << 63)
-    return _pool(node, ctx, Const(lo), lambda acc, v, ok: smax(
+    k = _pool(node, ctx, Const(lo), lambda acc, v, ok: smax(
         acc, v if ok is None else cmov(v, ok, lo)))
+    x, y, a = node.inputs[0], node.outputs[0], node.attrs
+    xt, yt = ctx.t(x), ctx.t(y)
+    nd = len(a["kernel_shape"])
+    if k.body:
+        k.native = PoolSpec(
+            batch=xt.shape[0], channels=xt.shape[1], kernel_shape=tuple(a["kernel_shape"]),
+            in_shape=tuple(xt.shape[2:]), out_shape=tuple(yt.shape[2:]),
+            strides=tuple(a["strides"]), dilations=tuple(a["dilations"]),
+            pads=tuple(a["pads"][:nd]), x_addr=ctx.addr(x), x_dtype=xt.dtype,
+            y_addr=ctx.addr(y), y_dtype=yt.dtype)
+    return k
 
 
 @lowering("q.sum_pool")
