@@ -1238,25 +1238,87 @@ def conv_dw_scratch_bytes(dp: DwPlan) -> int:
     return dp.plane_bytes + 64 * dp.esz // 4 + 128
 
 
+def _plane_rows(ir: _Ir, dp: DwPlan, xc: str, plane: str, x_dtype: str, x_zp: int,
+                pad: str) -> None:
+    """Copy the rows of x's plane at ``xc`` into the scratch plane (row pitch Wp, from
+    row PT, column PL), x - x_zp widened (or narrowed) to the lanes; a row's lanes past x
+    get ``pad``, which may spill into the next row's first columns: only its padding,
+    or bytes its own copy writes later."""
+    (_, _), (H, W), _, _, _, (PT, PL) = dp.dims
+    Hp, Wp, esz = dp.rows, dp.cols, dp.esz
+    lty = "i64" if dp.wide else "i32"
+    vt = f"<{DWL} x {lty}>"
+    xsz, xsig = DTYPE_INFO[x_dtype]
+    xty = f"i{8 * xsz}"
+    ncopy = min(W, Wp - PL)
+    if ncopy <= 0 or min(H, Hp - PT) <= 0:
+        return
+    ir.decls.add(f"declare <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr, i32 immarg, "
+                 f"<{DWL} x i1>, <{DWL} x {xty}>)")
+    ih, _, close_ih = ir.loop("0", str(min(H, Hp - PT)))
+    src = _gep(ir, xc, ir.v(f"mul i64 {ih}, {W * xsz}"))
+    r0 = ir.v(f"add i64 {ir.v(f'mul i64 {ih}, {Wp}')}, {PT * Wp + PL}")
+    dst = _gep(ir, plane, ir.v(f"mul i64 {r0}, {esz}"))
+    c, _, close_c = ir.loop("0", str(-(-ncopy // DWL)))
+    c0 = ir.v(f"mul i64 {c}, {DWL}")
+    lanes = ir.v(f"add <{DWL} x i64> {ir.splat('i64', DWL, c0)}, "
+                 f"{_vconst(DWL, list(range(DWL)))}")
+    mask = ir.v(f"icmp slt <{DWL} x i64> {lanes}, {_vconst(DWL, ncopy)}")
+    xv = ir.v(f"call <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr "
+              f"{_gep(ir, src, ir.v(f'mul i64 {c0}, {xsz}'))}, i32 {xsz}, <{DWL} x i1> "
+              f"{mask}, <{DWL} x {xty}> zeroinitializer)")
+    if xsz < esz:
+        xv = ir.v(f"{_ext(xsig)} <{DWL} x {xty}> {xv} to {vt}")
+    elif xsz > esz:
+        xv = ir.v(f"trunc <{DWL} x {xty}> {xv} to {vt}")
+    if x_zp:
+        xv = ir.v(f"sub {vt} {xv}, {_vconst(DWL, x_zp, lty)}")
+    xv = ir.v(f"select <{DWL} x i1> {mask}, {vt} {xv}, {vt} {pad}")
+    ir.emit(f"store {vt} {xv}, ptr {_gep(ir, dst, ir.v(f'mul i64 {c0}, {esz}'))}, "
+            f"align {esz}")
+    close_c()
+    close_ih()
+
+
+def _stencil_taps(ir: _Ir, dp: DwPlan, colp: str) -> list[str]:
+    """The window's taps for the DWL output columns whose first window starts at
+    ``colp`` in the plane: one vector per tap (a stride > 1 loads S_w DWL lanes and keeps
+    every S_w-th)."""
+    (KH, KW), _, _, (_, SW), (DH, DW), _ = dp.dims
+    Wp, esz = dp.cols, dp.esz
+    lty = "i64" if dp.wide else "i32"
+    vt = f"<{DWL} x {lty}>"
+    out = []
+    for t in range(KH * KW):
+        jh, jw = divmod(t, KW)
+        tp = _gep(ir, colp, str((jh * DH * Wp + jw * DW) * esz))
+        if SW == 1:
+            out.append(ir.v(f"load {vt}, ptr {tp}, align {esz}"))
+            continue
+        wt = f"<{DWL * SW} x {lty}>"
+        wide = ir.v(f"load {wt}, ptr {tp}, align {esz}")
+        out.append(ir.v(f"shufflevector {wt} {wide}, {wt} poison, "
+                        f"<{DWL} x i32> {_vconst(DWL, [SW * i for i in range(DWL)], 'i32')}"))
+    return out
+
+
 def gen_conv_dw(sp: ConvSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
     """The depthwise stencil kernel of a q.conv / q.conv_rq (see the section comment)."""
     from opmlc.backend.llvmgen import VecExpr
 
     (KH, KW), (H, W), (OH, OW), (SH, SW), (DH, DW), (PT, PL) = dp.dims
     N, C, G, Mg = sp.batch, sp.channels, sp.groups, sp.out_per_group
-    M, K, P, Hp, Wp = G * Mg, sp.reduction, OH * OW, dp.rows, dp.cols
+    M, K, P, Wp = G * Mg, sp.reduction, OH * OW, dp.cols
     NCH = -(-OW // DWL)
-    xsz, xsig = DTYPE_INFO[sp.x_dtype]
+    xsz, _ = DTYPE_INFO[sp.x_dtype]
     wsz, wsig = DTYPE_INFO[sp.w_dtype]
     osz, _ = DTYPE_INFO[sp.y_dtype]
-    xty, wty, oty = f"i{8 * xsz}", f"i{8 * wsz}", f"i{8 * osz}"
+    wty, oty = f"i{8 * wsz}", f"i{8 * osz}"
     lty = "i64" if dp.wide else "i32"
     esz = dp.esz
     vt = f"<{DWL} x {lty}>"
     ir = _Ir()
     ir.decls.add("declare void @llvm.memset.p0.i64(ptr, i8, i64, i1 immarg)")
-    ir.decls.add(f"declare <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr, i32 immarg, "
-                 f"<{DWL} x i1>, <{DWL} x {xty}>)")
     plane = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {conv_dw_scratch_bytes(dp)}"))
     parkp = _gep(ir, plane, str(dp.plane_bytes + 64 * esz // 4))
     iota = _vconst(DWL, list(range(DWL)))
@@ -1270,30 +1332,7 @@ def gen_conv_dw(sp: ConvSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
     # the plane: 0 everywhere, then the rows of x - x_zp (lanes past the row: 0)
     ir.emit(f"call void @llvm.memset.p0.i64(ptr {plane}, i8 0, i64 {dp.plane_bytes}, "
             "i1 false)")
-    ncopy = min(W, Wp - PL)
-    if ncopy > 0 and min(H, Hp - PT) > 0:
-        ih, _, close_ih = ir.loop("0", str(min(H, Hp - PT)))
-        src = _gep(ir, xc, ir.v(f"mul i64 {ih}, {W * xsz}"))
-        r0 = ir.v(f"add i64 {ir.v(f'mul i64 {ih}, {Wp}')}, {PT * Wp + PL}")
-        dst = _gep(ir, plane, ir.v(f"mul i64 {r0}, {esz}"))
-        c, _, close_c = ir.loop("0", str(-(-ncopy // DWL)))
-        c0 = ir.v(f"mul i64 {c}, {DWL}")
-        lanes = ir.v(f"add <{DWL} x i64> {ir.splat('i64', DWL, c0)}, {iota}")
-        mask = ir.v(f"icmp slt <{DWL} x i64> {lanes}, {_vconst(DWL, ncopy)}")
-        xv = ir.v(f"call <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr "
-                  f"{_gep(ir, src, ir.v(f'mul i64 {c0}, {xsz}'))}, i32 {xsz}, <{DWL} x i1> "
-                  f"{mask}, <{DWL} x {xty}> zeroinitializer)")
-        if xsz < esz:
-            xv = ir.v(f"{_ext(xsig)} <{DWL} x {xty}> {xv} to {vt}")
-        elif xsz > esz:
-            xv = ir.v(f"trunc <{DWL} x {xty}> {xv} to {vt}")
-        if sp.x_zp:
-            xv = ir.v(f"sub {vt} {xv}, {_vconst(DWL, sp.x_zp, lty)}")
-        xv = ir.v(f"select <{DWL} x i1> {mask}, {vt} {xv}, {vt} zeroinitializer")
-        ir.emit(f"store {vt} {xv}, ptr {_gep(ir, dst, ir.v(f'mul i64 {c0}, {esz}'))}, "
-                f"align {esz}")
-        close_c()
-        close_ih()
+    _plane_rows(ir, dp, xc, plane, sp.x_dtype, sp.x_zp, "zeroinitializer")
     # the taps' weights w[m, j] - w_zp, splat; bias[m]
     wrow = _gep(ir, "%base", ir.v(f"add i64 {ir.v(f'mul i64 {m}, {K * wsz}')}, {sp.w_addr}"))
     taps = []
@@ -1321,16 +1360,7 @@ def gen_conv_dw(sp: ConvSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
     ow0 = ir.v(f"mul i64 {cj}, {DWL}")
     colp = _gep(ir, rowp, ir.v(f"mul i64 {cj}, {DWL * SW * esz}"))
     acc = None
-    for t in range(K):
-        jh, jw = divmod(t, KW)
-        tp = _gep(ir, colp, str((jh * DH * Wp + jw * DW) * esz))
-        if SW == 1:
-            v = ir.v(f"load {vt}, ptr {tp}, align {esz}")
-        else:
-            wt = f"<{DWL * SW} x {lty}>"
-            wide = ir.v(f"load {wt}, ptr {tp}, align {esz}")
-            v = ir.v(f"shufflevector {wt} {wide}, {wt} poison, "
-                     f"<{DWL} x i32> {_vconst(DWL, [SW * i for i in range(DWL)], 'i32')}")
+    for t, v in enumerate(_stencil_taps(ir, dp, colp)):
         prod = ir.v(f"mul {vt} {v}, {taps[t]}")
         acc = prod if acc is None else ir.v(f"add {vt} {acc}, {prod}")
     a = acc if dp.wide else ir.v(f"sext {vt} {acc} to <{DWL} x i64>")
@@ -1399,19 +1429,16 @@ def gen_pool_max(ps: PoolSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
     (KH, KW), (H, W), (OH, OW), (SH, SW), (DH, DW), (PT, PL) = dp.dims
     P, Hp, Wp = OH * OW, dp.rows, dp.cols
     NCH = -(-OW // DWL)
-    xsz, xsig = DTYPE_INFO[ps.x_dtype]
+    xsz, _ = DTYPE_INFO[ps.x_dtype]
     osz, _ = DTYPE_INFO[ps.y_dtype]
-    xty, oty = f"i{8 * xsz}", f"i{8 * osz}"
+    oty = f"i{8 * osz}"
     lty = "i64" if dp.wide else "i32"
     esz = dp.esz
     vt = f"<{DWL} x {lty}>"
     low = _drange(ps.x_dtype)[0]
     ir = _Ir()
-    ir.decls.add(f"declare <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr, i32 immarg, "
-                 f"<{DWL} x i1>, <{DWL} x {xty}>)")
     plane = _gep(ir, SCRATCH, ir.v(f"mul i64 %part, {conv_dw_scratch_bytes(dp)}"))
     parkp = _gep(ir, plane, str(dp.plane_bytes + 64 * esz // 4))
-    iota = _vconst(DWL, list(range(DWL)))
     fill = _vconst(DWL, low, lty)
     lo, hi = _part_range(ir, ps.batch * ps.channels)
     it, _, close_it = ir.loop(lo, hi)
@@ -1423,42 +1450,14 @@ def gen_pool_max(ps: PoolSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
     ir.emit(f"store {vt} {fill}, ptr {_gep(ir, plane, ir.v(f'mul i64 {f}, {DWL * esz}'))}, "
             f"align {esz}")
     close_f()
-    ncopy = min(W, Wp - PL)
-    if ncopy > 0 and min(H, Hp - PT) > 0:
-        ih, _, close_ih = ir.loop("0", str(min(H, Hp - PT)))
-        src = _gep(ir, xc, ir.v(f"mul i64 {ih}, {W * xsz}"))
-        r0 = ir.v(f"add i64 {ir.v(f'mul i64 {ih}, {Wp}')}, {PT * Wp + PL}")
-        dst = _gep(ir, plane, ir.v(f"mul i64 {r0}, {esz}"))
-        c, _, close_c = ir.loop("0", str(-(-ncopy // DWL)))
-        c0 = ir.v(f"mul i64 {c}, {DWL}")
-        lanes = ir.v(f"add <{DWL} x i64> {ir.splat('i64', DWL, c0)}, {iota}")
-        mask = ir.v(f"icmp slt <{DWL} x i64> {lanes}, {_vconst(DWL, ncopy)}")
-        xv = ir.v(f"call <{DWL} x {xty}> @llvm.masked.load.v{DWL}{xty}.p0(ptr "
-                  f"{_gep(ir, src, ir.v(f'mul i64 {c0}, {xsz}'))}, i32 {xsz}, <{DWL} x i1> "
-                  f"{mask}, <{DWL} x {xty}> zeroinitializer)")
-        if xsz < esz:
-            xv = ir.v(f"{_ext(xsig)} <{DWL} x {xty}> {xv} to {vt}")
-        xv = ir.v(f"select <{DWL} x i1> {mask}, {vt} {xv}, {vt} {fill}")
-        ir.emit(f"store {vt} {xv}, ptr {_gep(ir, dst, ir.v(f'mul i64 {c0}, {esz}'))}, "
-                f"align {esz}")
-        close_c()
-        close_ih()
+    _plane_rows(ir, dp, xc, plane, ps.x_dtype, 0, fill)
     oh, _, close_oh = ir.loop("0", str(OH))
     rowp = _gep(ir, plane, ir.v(f"mul i64 {oh}, {SH * Wp * esz}"))
     cj, _, close_cj = ir.loop("0", str(NCH))
     ow0 = ir.v(f"mul i64 {cj}, {DWL}")
     colp = _gep(ir, rowp, ir.v(f"mul i64 {cj}, {DWL * SW * esz}"))
     acc = None
-    for t in range(KH * KW):
-        jh, jw = divmod(t, KW)
-        tp = _gep(ir, colp, str((jh * DH * Wp + jw * DW) * esz))
-        if SW == 1:
-            v = ir.v(f"load {vt}, ptr {tp}, align {esz}")
-        else:
-            wt = f"<{DWL * SW} x {lty}>"
-            wide = ir.v(f"load {wt}, ptr {tp}, align {esz}")
-            v = ir.v(f"shufflevector {wt} {wide}, {wt} poison, "
-                     f"<{DWL} x i32> {_vconst(DWL, [SW * i for i in range(DWL)], 'i32')}")
+    for v in _stencil_taps(ir, dp, colp):
         if acc is None:
             acc = v
         else:
