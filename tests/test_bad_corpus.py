@@ -35,6 +35,14 @@ def files(tmp_path_factory) -> dict[str, Path]:
         if o.domain in ("", "ai.onnx"):
             o.version = 2**33  # beyond any release (and a C int)
     put("future.onnx", future.SerializeToString())
+    from onnx import TensorProto, helper
+
+    pool = helper.make_graph(  # a window wholly in the padding (pads past the kernel)
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 1], pads=[0, 1, 0, 0])],
+        "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    put("pool_pads.onnx", helper.make_model(
+        pool, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
     good = api.compile(str(MLP)).to_bytes()
     put("good.opvm", good)
     put("gen.opvm", api.compile(str(ROOT / "models" / "gpt2_tiny.onnx"), generate=3,
@@ -77,6 +85,7 @@ CORPUS: list[tuple[str, list[str]]] = [
     ("ir-text", ["ir", "{text.onnx}"]),
     ("ir-opset-future", ["ir", "{future.onnx}"]),
     ("compile-opset-future", ["compile", "{future.onnx}", "-o", "{dir}/o.opvm", "-q"]),
+    ("compile-pool-pads", ["compile", "{pool_pads.onnx}", "-o", "{dir}/o.opvm", "-q"]),
     ("ir-dir", ["ir", "{dir}"]),
     ("ir-shape-syntax", ["ir", str(MLP), "--shape", "input=axb"]),
     ("ir-shape-negative", ["ir", str(MLP), "--shape", "input=-1x64"]),

@@ -593,7 +593,24 @@ _POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": REQUIRED, "pads": REQUIRED,
                "dilations": REQUIRED, "ceil_mode": 0}
 
 
-@register("max_pool", Group.REDUCTION, _pool_infer, attrs=_POOL_ATTRS)
+def _max_pool_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    """_pool_infer, refusing a window that lies wholly in the padding: its max is of
+    nothing (onnxruntime refuses pads that reach past the kernel the same way)."""
+    out = _pool_infer(ts, a)
+    nd = len(a["kernel_shape"])
+    for i in range(nd):
+        h, k, s, d, pad = (ts[0].shape[2 + i], a["kernel_shape"][i], a["strides"][i],
+                           a["dilations"][i], a["pads"][i])
+        for o in range(out[0].shape[2 + i]):
+            if not any(0 <= o * s - pad + j * d < h for j in range(k)):
+                raise ValueError(
+                    f"max_pool: output {o} along spatial axis {i} has a window wholly in "
+                    f"the padding (input {h}, kernel {k}, stride {s}, dilation {d}, pads "
+                    f"{list(a['pads'])}); give pads smaller than the kernel")
+    return out
+
+
+@register("max_pool", Group.REDUCTION, _max_pool_infer, attrs=_POOL_ATTRS)
 def _max_pool(x: np.ndarray, **a: Any) -> np.ndarray:
     """y[n,c,o] = max_j x[n, c, o*s + j*d - pad_begin] over in-range positions."""
     out = _pool_geometry(x.shape, a)
