@@ -16,7 +16,7 @@ from test_native import _rand, conv_graph
 
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.convgen import DMR, DNR, DPBUSD_DECL, DW_MARK, dot_plan
-from opmlc.ir.graph import Node, TensorType
+from opmlc.ir.graph import Graph, Node, TensorType
 from opmlc.ir.ops import canonical_attrs, infer_types
 from opmlc.quantize.interp import evaluate_int, verify_int
 from opmlc_runtime import native
@@ -223,6 +223,50 @@ def test_dot_conv_resnet_like(Cg: int, Mg: int, H: int) -> None:
         np.testing.assert_array_equal(run_native(art, x, t, v).outputs["y"], ref)
 
 
+def matmul_graph(c: dict):
+    """(q.matmul [+ q.requant] graph, inputs) of a case: a (batch, M, K) of c["ad"], b
+    (K, N) of c["bd"] (per batch when c["bbatch"]), constant unless c["bconst"] is false,
+    b_zp c["b_zp"] (default b's u8 -> s8 offset), a bias when c["bias"], a per-column
+    requant to c["rq"] (True: i8) when set, every product at its bound with c["extreme"]."""
+    rng = np.random.default_rng(c["seed"])
+    a = _rand(rng, c["ad"], (*c["batch"], c["M"], c["K"]))
+    b = _rand(rng, c["bd"], ((*c["batch"],) if c["bbatch"] else ()) + (c["K"], c["N"]))
+    if c.get("extreme"):  # every product at the bound: the i32 sums at their largest
+        a[...] = np.iinfo(a.dtype).max if c["a_zp"] <= 0 else np.iinfo(a.dtype).min
+        b[...] = np.iinfo(b.dtype).min
+    g = Graph()
+    g.inputs, g.types["a"] = ["a"], TensorType.of(a)
+    x = {"a": a}
+    if c.get("bconst", True):
+        g.consts["b"] = b
+    else:
+        g.inputs.append("b")
+        x["b"] = b
+    g.types["b"] = TensorType.of(b)
+    args = ["a", "b"]
+    if c["bias"]:
+        g.consts["bias"] = _rand(rng, "i32", (c["N"],))
+        g.types["bias"] = TensorType.of(g.consts["bias"])
+        args.append("bias")
+    b_zp = c.get("b_zp", 128 if c["bd"] == "u8" else 0)
+    ma = canonical_attrs("q.matmul", {"a_zp": c["a_zp"], "b_zp": b_zp})
+    out = "acc" if c["rq"] else "y"
+    g.types[out] = infer_types("q.matmul", [g.types[n] for n in args], ma)[0]
+    g.nodes = [Node("q.matmul", tuple(args), (out,), ma)]
+    if c["rq"]:
+        g.consts["m"] = rng.integers(1, 1 << 20, (c["N"],)).astype(np.int64)
+        g.consts["s"] = np.array(14, np.int64)
+        for k in ("m", "s"):
+            g.types[k] = TensorType.of(g.consts[k])
+        dt = c["rq"] if isinstance(c["rq"], str) else "i8"
+        ra = canonical_attrs("q.requant", {"x_zp": 3, "zp": -2, "dtype": dt})
+        g.types["y"] = infer_types("q.requant", [g.types[n] for n in ("acc", "m", "s")],
+                                   ra)[0]
+        g.nodes.append(Node("q.requant", ("acc", "m", "s"), ("y",), ra))
+    g.outputs = ["y"]
+    return verify_int(g), x
+
+
 @st.composite
 def matmul_case(draw):
     K = draw(st.sampled_from([1, 3, 4, 17, 64, 130]))
@@ -243,45 +287,17 @@ def test_vector_matmul_bit_exact(c: dict) -> None:
     """q.matmul / q.matmul_rq on the 64- or 256-column strip kernel (convgen.gen_matmul): strip
     tails, broadcast batches, i32 lanes (bounded sums) and i64 lanes (wide dtypes), bias
     and per-column requant parameters: ref == native (1 and 2 threads) == VM."""
-    from opmlc.ir.graph import Graph
+    from unittest import mock
 
-    rng = np.random.default_rng(c["seed"])
-    a = _rand(rng, c["ad"], (*c["batch"], c["M"], c["K"]))
-    b = _rand(rng, c["bd"], ((*c["batch"],) if c["bbatch"] else ()) + (c["K"], c["N"]))
-    g = Graph()
-    g.inputs, g.types["a"] = ["a"], TensorType.of(a)
-    g.consts["b"], g.types["b"] = b, TensorType.of(b)
-    args = ["a", "b"]
-    if c["bias"]:
-        g.consts["bias"] = _rand(rng, "i32", (c["N"],))
-        g.types["bias"] = TensorType.of(g.consts["bias"])
-        args.append("bias")
-    ma = canonical_attrs("q.matmul", {"a_zp": c["a_zp"], "b_zp": c["b_zp"]})
-    out = "acc" if c["rq"] else "y"
-    g.types[out] = infer_types("q.matmul", [g.types[x] for x in args], ma)[0]
-    g.nodes = [Node("q.matmul", tuple(args), (out,), ma)]
-    if c["rq"]:
-        g.consts["m"] = rng.integers(1, 1 << 20, (c["N"],)).astype(np.int64)
-        g.consts["s"] = np.array(12, np.int64)
-        for k in ("m", "s"):
-            g.types[k] = TensorType.of(g.consts[k])
-        ra = canonical_attrs("q.requant", {"x_zp": 3, "zp": -2, "dtype": "i8"})
-        g.types["y"] = infer_types("q.requant", [g.types[x] for x in ("acc", "m", "s")],
-                                   ra)[0]
-        g.nodes.append(Node("q.requant", ("acc", "m", "s"), ("y",), ra))
-    g.outputs = ["y"]
-    g = verify_int(g)
-    x = {"a": a}
+    from opmlc.backend import convgen
+
+    g, x = matmul_graph(c)
     ref = evaluate_int(g, x)["y"]
-    art = compile_graph(g)
+    with mock.patch.object(convgen, "mat_dot_plan", lambda ms: None):  # 8-bit too
+        art = compile_graph(g)
+    assert DPBUSD_DECL not in art.llvm_ir
     assert "masked.load.v64" in art.llvm_ir or "masked.load.v256" in art.llvm_ir
-    runs = [run_native(art, x, t, "1") for t in (1, 2)]
-    for r in runs:
-        np.testing.assert_array_equal(r.outputs["y"], ref)
-        assert r.node_roots == runs[0].node_roots
-    vm = Program(art).run(x, "vm", trace=True)
-    np.testing.assert_array_equal(vm.outputs["y"], ref)
-    assert vm.node_roots == runs[0].node_roots and vm.state_root == runs[0].state_root
+    assert_engines_agree(art, x, ref, ((1, "1"), (2, "1")))
 
 
 @pytest.mark.parametrize("xd,res_a,clamp", [("i8", False, True), ("i16", True, True),

@@ -15,58 +15,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_native import _rand
-from test_native_dot import run_native
+from test_native_dot import matmul_graph, run_native
 
 from opmlc.backend.compile import compile_graph
 from opmlc.backend.convgen import DPBUSD_DECL, MDC, MDM, MDN, mat_dot_plan
-from opmlc.ir.graph import Graph, Node, TensorType
-from opmlc.ir.ops import canonical_attrs, infer_types
-from opmlc.quantize.interp import evaluate_int, verify_int
+from opmlc.quantize.interp import evaluate_int
 from opmlc_runtime.engines import Program
 
 
-def _graph(c: dict):
-    rng = np.random.default_rng(c["seed"])
-    a = _rand(rng, c["ad"], (*c["batch"], c["M"], c["K"]))
-    b = _rand(rng, c["bd"], ((*c["batch"],) if c["bbatch"] else ()) + (c["K"], c["N"]))
-    if c["extreme"]:  # every product at the bound: the i32 sums at their largest
-        a[...] = np.iinfo(a.dtype).max if c["a_zp"] <= 0 else np.iinfo(a.dtype).min
-        b[...] = np.iinfo(b.dtype).min
-    g = Graph()
-    g.inputs, g.types["a"] = ["a"], TensorType.of(a)
-    x = {"a": a}
-    if c["bconst"]:
-        g.consts["b"] = b
-    else:
-        g.inputs.append("b")
-        x["b"] = b
-    g.types["b"] = TensorType.of(b)
-    args = ["a", "b"]
-    if c["bias"]:
-        g.consts["bias"] = _rand(rng, "i32", (c["N"],))
-        g.types["bias"] = TensorType.of(g.consts["bias"])
-        args.append("bias")
-    b_zp = c.get("b_zp", 128 if c["bd"] == "u8" else 0)
-    ma = canonical_attrs("q.matmul", {"a_zp": c["a_zp"], "b_zp": b_zp})
-    out = "acc" if c["rq"] else "y"
-    g.types[out] = infer_types("q.matmul", [g.types[n] for n in args], ma)[0]
-    g.nodes = [Node("q.matmul", tuple(args), (out,), ma)]
-    if c["rq"]:
-        g.consts["m"] = rng.integers(1, 1 << 20, (c["N"],)).astype(np.int64)
-        g.consts["s"] = np.array(14, np.int64)
-        for k in ("m", "s"):
-            g.types[k] = TensorType.of(g.consts[k])
-        ra = canonical_attrs("q.requant", {"x_zp": 3, "zp": -2, "dtype": c["rq"]})
-        g.types["y"] = infer_types("q.requant", [g.types[n] for n in ("acc", "m", "s")],
-                                   ra)[0]
-        g.nodes.append(Node("q.requant", ("acc", "m", "s"), ("y",), ra))
-    g.outputs = ["y"]
-    return verify_int(g), x
-
-
 def _check(c: dict, vm: bool = True) -> None:
-    g, x = _graph(c)
+    g, x = matmul_graph(c)
     ref = evaluate_int(g, x)["y"]
     art = compile_graph(g)
     assert DPBUSD_DECL in art.llvm_ir  # the dot-product matmul, not the strip kernel

@@ -1396,7 +1396,8 @@ def gen_conv_dw(sp: ConvSpec, dp: DwPlan, fname: str) -> tuple[str, set[str]]:
 # the dtype's minimum (never above a value inside the window), then DWL-column vectors
 # take the max over the unrolled taps and are stored narrowed. Exact: the max of the
 # window's values inside x, as the VM's cmov(-2^63) loop, when every window holds one
-# position inside x (checked, else the loop nest).
+# position inside x (the IR's max_pool refuses an empty window; an unverified graph with
+# one gets the loop nest).
 
 
 POOL_MARK = "; opmlc max-pool stencil"

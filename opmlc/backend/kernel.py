@@ -165,7 +165,8 @@ class ConvSpec:
 class PoolSpec:
     """A q.max_pool node described for its native stencil (``convgen.gen_pool_max``):
     y[n, c, o] = max over the window's positions i = o * stride - pad + j * dilation that
-    lie inside x of x[n, c, i] (every window holds one: convgen checks)."""
+    lie inside x of x[n, c, i] (every window holds one: the IR's max_pool refuses an
+    empty window, and convgen checks)."""
 
     batch: int
     channels: int

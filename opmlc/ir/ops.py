@@ -593,6 +593,16 @@ _POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": REQUIRED, "pads": REQUIRED,
                "dilations": REQUIRED, "ceil_mode": 0}
 
 
+def empty_window(n_out: int, h: int, k: int, s: int, d: int, pad: int) -> int | None:
+    """The first of ``n_out`` window positions along an axis of length ``h`` (kernel k,
+    stride s, dilation d, padding ``pad`` before) with no tap o s - pad + j d inside
+    [0, h), or None: every window holds a position of the input."""
+    for o in range(n_out):
+        if not any(0 <= o * s - pad + j * d < h for j in range(k)):
+            return o
+    return None
+
+
 def _max_pool_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     """_pool_infer, refusing a window that lies wholly in the padding: its max is of
     nothing (onnxruntime refuses pads that reach past the kernel the same way)."""
@@ -601,12 +611,12 @@ def _max_pool_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]
     for i in range(nd):
         h, k, s, d, pad = (ts[0].shape[2 + i], a["kernel_shape"][i], a["strides"][i],
                            a["dilations"][i], a["pads"][i])
-        for o in range(out[0].shape[2 + i]):
-            if not any(0 <= o * s - pad + j * d < h for j in range(k)):
-                raise ValueError(
-                    f"max_pool: output {o} along spatial axis {i} has a window wholly in "
-                    f"the padding (input {h}, kernel {k}, stride {s}, dilation {d}, pads "
-                    f"{list(a['pads'])}); give pads smaller than the kernel")
+        o = empty_window(out[0].shape[2 + i], h, k, s, d, pad)
+        if o is not None:
+            raise ValueError(
+                f"max_pool: output {o} along spatial axis {i} has a window wholly in "
+                f"the padding (input {h}, kernel {k}, stride {s}, dilation {d}, pads "
+                f"{list(a['pads'])}); give pads smaller than the kernel")
     return out
 
 

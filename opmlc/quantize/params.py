@@ -57,8 +57,6 @@ class FixedPolicy:
 
     def __init__(self, act_bits: int = 24, weight_bits: int = 16,
                  act_dtype: str = "i32") -> None:
-        if act_dtype not in FIXED_ACT_BITS:
-            raise ValueError(f"fixed scheme activations are i32 or i16, not {act_dtype!r}")
         self.act_bits = act_bits
         self.weight_bits = weight_bits
         self.act_dtype = act_dtype
